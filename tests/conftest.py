@@ -1,0 +1,142 @@
+"""Shared fixtures: a Clarion API on SQLite and on the machine's PostgreSQL.
+
+The API suite runs once per backend. A PostgreSQL that is not there is a
+failure, never a skip."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from clarion.api.app import create_app
+from clarion.config import Settings
+from clarion.runtime import Runtime, build_runtime
+from clarion.store.migrate import upgrade
+from clarion.store.tables import metadata
+
+ADMIN_TOKEN = "adm_test-admin-token"
+SECRET_KEY = "00" * 32
+PG_URL = os.environ.get("CLARION_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _run_in_thread(coro: Awaitable[Any]) -> Any:
+    """Session set-up may be first needed inside a test's running loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
+
+
+def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
+        allow_local_endpoints=False,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (migrations run once)."""
+    data_dir = tmp_path_factory.mktemp("sqlite-template")
+    runtime = build_runtime(_settings(data_dir, None), announce=False)
+
+    async def migrate() -> None:
+        await upgrade(runtime.engine)
+        await runtime.engine.dispose()
+
+    _run_in_thread(migrate())
+    return data_dir / "clarion.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    """The test database, emptied and migrated once per session."""
+
+    async def reset() -> None:
+        engine = create_async_engine(Settings(database_url=PG_URL).sqlalchemy_url)
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            await conn.execute(sa.text("CREATE SCHEMA public"))
+        await upgrade(engine)
+        await engine.dispose()
+
+    _run_in_thread(reset())
+    return PG_URL
+
+
+async def _truncate_postgres(runtime: Runtime) -> None:
+    names = ", ".join(table.name for table in metadata.sorted_tables)
+    async with runtime.engine.begin() as conn:
+        await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Runtime]:
+    """A Runtime on a fresh, migrated database of each backend."""
+    if request.param == "sqlite":
+        shutil.copy(sqlite_template, tmp_path / "clarion.db")
+        rt = build_runtime(_settings(tmp_path, None), announce=False)
+    else:
+        url = request.getfixturevalue("postgres_migrated")
+        rt = build_runtime(_settings(tmp_path, url), announce=False)
+        await _truncate_postgres(rt)
+    yield rt
+    await rt.aclose()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://clarion.test") as http:
+        yield http
+
+
+@dataclass
+class AppKeys:
+    id: str
+    name: str
+    secret_key: str
+    publishable_key: str
+    key_id: str
+    vapid_public_key: str
+
+    @property
+    def secret(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+    @property
+    def publishable(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.publishable_key}"}
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def make_app(client: httpx.AsyncClient) -> Callable[..., Awaitable[AppKeys]]:
+    """Creates an app through the API and returns its keys."""
+
+    async def make(name: str = "test app") -> AppKeys:
+        response = await client.post("/v1/apps", json={"name": name}, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        return AppKeys(**response.json())
+
+    return make
+
+
+@pytest.fixture
+async def app_keys(make_app: Callable[..., Awaitable[AppKeys]]) -> AppKeys:
+    return await make_app()
