@@ -36,7 +36,7 @@ def _run_in_thread(coro: Awaitable[Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
 
 
-def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
+def make_settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -51,7 +51,7 @@ def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Setting
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file; each test gets a copy (migrations run once)."""
     data_dir = tmp_path_factory.mktemp("sqlite-template")
-    runtime = build_runtime(_settings(data_dir, None), announce=False)
+    runtime = build_runtime(make_settings(data_dir, None), announce=False)
 
     async def migrate() -> None:
         await upgrade(runtime.engine)
@@ -88,10 +88,10 @@ async def runtime(request: pytest.FixtureRequest, tmp_path: Path, sqlite_templat
     """A Runtime on a fresh, migrated database of each backend."""
     if request.param == "sqlite":
         shutil.copy(sqlite_template, tmp_path / "clarion.db")
-        rt = build_runtime(_settings(tmp_path, None), announce=False)
+        rt = build_runtime(make_settings(tmp_path, None), announce=False)
     else:
         url = request.getfixturevalue("postgres_migrated")
-        rt = build_runtime(_settings(tmp_path, url), announce=False)
+        rt = build_runtime(make_settings(tmp_path, url), announce=False)
         await _truncate_postgres(rt)
     yield rt
     await rt.aclose()

@@ -60,10 +60,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status.startswith(("4", "5")) and status != "default":
                     response["content"] = _problem_content(response.get("content"), problem)
-            if operation.get("requestBody") or operation.get("parameters"):
-                operation["responses"].setdefault(
-                    "422", {"description": "Unprocessable Content", "content": {PROBLEM_TYPE: {"schema": problem}}}
-                )
+            for status, title, needs in (("400", "Bad Request", ("requestBody",)),
+                                         ("422", "Unprocessable Content", ("requestBody", "parameters"))):
+                if any(operation.get(part) for part in needs):
+                    operation["responses"].setdefault(
+                        status, {"description": title, "content": {PROBLEM_TYPE: {"schema": problem}}}
+                    )
     app.openapi_schema = schema
     return schema
 

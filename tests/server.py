@@ -1,0 +1,81 @@
+"""Run a real `clarion` process on loopback for tests that need one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ClarionProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as a crash would be."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+def clarion_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "CLARION_DATA_DIR": str(data_dir), "CLARION_PORT": str(port),
+           "CLARION_ADMIN_TOKEN": ADMIN_TOKEN, "CLARION_SECRET_KEY": SECRET_KEY}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_clarion(command: str, data_dir: Path, **env: str) -> Iterator[ClarionProcess]:
+    """Start `clarion <command>`, wait until /healthz answers, stop it after."""
+    port = free_port()
+    log = data_dir / f"clarion-{command}-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clarion", command], env=clarion_env(data_dir, port, **env),
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    handle = ClarionProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        _wait_healthy(handle)
+        yield handle
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                handle.kill()
+
+
+def _wait_healthy(handle: ClarionProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if handle.process.poll() is not None:
+            raise RuntimeError(f"clarion exited early:\n{handle.log.read_text()}")
+        try:
+            if httpx.get(handle.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"clarion did not become healthy:\n{handle.log.read_text()}")
