@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clarion.config import Settings
+from clarion.logs import configure_logging
 from clarion.runtime import Runtime, build_runtime
 from clarion.store import apps as app_store
 from clarion.store.migrate import upgrade
@@ -26,6 +27,7 @@ console = Console()
 
 
 def _runtime() -> Runtime:
+    configure_logging()
     try:
         settings = Settings()
     except ValueError as exc:

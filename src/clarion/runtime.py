@@ -31,9 +31,13 @@ class Runtime:
     jwt_key: bytes
     # Started by `clarion serve` / `clarion worker`; None for `clarion api`.
     pipeline: Any = None
+    # Token buckets for rate limits (clarion.api.ratelimit); set by create_app.
+    limiter: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def aclose(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.aclose()
         await self.engine.dispose()
 
 

@@ -11,10 +11,27 @@ from fastapi.openapi.utils import get_openapi
 
 from clarion import __version__
 from clarion.api.errors import PROBLEM_TYPE, ProblemBody, install_error_handlers
-from clarion.api.routes import apps, devices, oauth, ops, preferences, segments, topics, users
+from clarion.api.routes import (
+    apps,
+    dead_letters,
+    devices,
+    events,
+    notifications,
+    oauth,
+    ops,
+    preferences,
+    segments,
+    stats,
+    topics,
+    users,
+)
+from clarion.api.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from clarion.api.ratelimit import build_limiter
 from clarion.runtime import Runtime
 
-ROUTERS = (ops, oauth, apps, users, devices, preferences, topics, segments)
+ROUTERS = (
+    ops, oauth, apps, users, devices, preferences, topics, segments, notifications, events, stats, dead_letters,
+)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -35,6 +52,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    if runtime.limiter is None:
+        runtime.limiter = build_limiter(runtime.settings)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(module.router)

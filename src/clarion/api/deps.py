@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,6 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clarion.api.auth import AuthError, Kind, Principal, authenticate
 from clarion.api.errors import Problem
+from clarion.api.middleware import add_response_headers
+from clarion.api.ratelimit import headers as ratelimit_headers
+from clarion.api.ratelimit import rate_for
 from clarion.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="admin token, sk_/pk_ key, or a JWT from /oauth/token")
@@ -56,3 +60,23 @@ AdminOnly = Annotated[Principal, Depends(_requiring("admin"))]
 AdminOrSecret = Annotated[Principal, Depends(_requiring("admin", "secret"))]
 SecretApp = Annotated[Principal, Depends(_requiring("secret"))]
 AnyAppKey = Annotated[Principal, Depends(_requiring("secret", "publishable"))]
+
+
+def rate_limited(budget: str):  # type: ignore[no-untyped-def]
+    """A dependency taking one token from the caller's `budget` bucket (per key);
+    429 with Retry-After and RateLimit-* headers when it is empty."""
+
+    async def check(runtime: RuntimeDep, principal: PrincipalDep, request: Request) -> None:
+        rate = rate_for(runtime.settings, budget)
+        if rate <= 0:
+            return  # 0 turns the limit off
+        key = principal.key_id or principal.kind
+        decision = await runtime.limiter.take(budget, key, rate)
+        limit_headers = ratelimit_headers(decision)
+        if not decision.allowed:
+            retry = str(max(1, math.ceil(decision.retry_after)))
+            raise Problem(429, f"rate limit for {budget} exceeded; retry after {retry} s",
+                          headers={**limit_headers, "Retry-After": retry})
+        add_response_headers(request, limit_headers)
+
+    return Depends(check)

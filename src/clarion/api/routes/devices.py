@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
-from clarion.api.deps import AnyAppKey, RuntimeDep, SecretApp
+from clarion.api.deps import AnyAppKey, RuntimeDep, SecretApp, rate_limited
 from clarion.api.errors import Problem, problem_responses
 from clarion.api.models import DeviceView, Locale, Platform, Strict, Timezone, UserId, device_view
 from clarion.domain import devices as rules
@@ -65,7 +65,13 @@ def _check_endpoint(body: DeviceRegister, allow_local: bool) -> None:
         raise Problem(422, str(exc), errors=[{"loc": ["body", "subscription", "endpoint"], "msg": str(exc)}]) from exc
 
 
-@router.post("/v1/devices", status_code=201, response_model=DeviceView, responses={200: {"model": DeviceView}})
+@router.post(
+    "/v1/devices",
+    status_code=201,
+    response_model=DeviceView,
+    responses={200: {"model": DeviceView}, **problem_responses(413, 429)},
+    dependencies=[rate_limited("devices")],
+)
 async def register_device(body: DeviceRegister, runtime: RuntimeDep, principal: AnyAppKey) -> JSONResponse:
     assert principal.app_pk is not None
     _check_endpoint(body, runtime.settings.allow_local_endpoints)
