@@ -40,7 +40,7 @@ def clarion_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {**os.environ, "CLARION_DATA_DIR": str(data_dir), "CLARION_PORT": str(port),
            "CLARION_ADMIN_TOKEN": ADMIN_TOKEN, "CLARION_SECRET_KEY": SECRET_KEY}
     env.update(extra)
-    return env
+    return {name: value for name, value in env.items() if value != ""}  # "" unsets a variable
 
 
 @contextmanager

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from clarion.config import Settings
+from clarion.keyring import REFRESH_SECONDS, Keyring
 from clarion.logs import configure_logging
 from clarion.runtime import Runtime, build_runtime
 from clarion.store import apps as app_store
+from clarion.security import new_master_key
 from clarion.store.migrate import upgrade
+from clarion.store.rotation import count_secret_rows, rotate
 from clarion.store.tables import apps
 
 app = typer.Typer(help="Clarion: self-hosted push notifications.", no_args_is_help=True)
@@ -166,3 +171,45 @@ def keys_revoke(
         console.print(f"[red]No active key {key_id} in app {app_id}.[/red]")
         raise typer.Exit(1)
     console.print(f"Revoked {key_id}.")
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every stored secret under a new master key, online.
+
+    With keys in the data dir (CLARION_SECRET_KEY unset) a new key is made and
+    installed; running processes pick it up within seconds, and the old one
+    keeps working until every row is moved. With CLARION_SECRET_KEY set,
+    first restart every process with the new key in CLARION_SECRET_KEY and the
+    old one in CLARION_PREVIOUS_SECRET_KEYS, then run this."""
+    settings = _runtime().settings
+    keyring = Keyring(settings)
+    if keyring.from_files:
+        keyring.install_new_primary(new_master_key())
+        time.sleep(REFRESH_SECONDS * 1.5)  # running processes now encrypt under the new key
+    elif not settings.previous_secret_keys:
+        console.print(
+            "[red]CLARION_SECRET_KEY is set, so the new key comes from you:[/red] restart every Clarion process "
+            "with the new key in CLARION_SECRET_KEY and the old one in CLARION_PREVIOUS_SECRET_KEYS, run "
+            "`clarion rotate-key` again, then remove CLARION_PREVIOUS_SECRET_KEYS."
+        )
+        raise typer.Exit(2)
+    moved = asyncio.run(_rotate_all(build_runtime(settings, announce=False)))
+    if keyring.from_files:
+        keyring.drop_previous()
+    console.print(f"[green]Re-encrypted {moved} rows; every secret is under the new master key.[/green]")
+
+
+async def _rotate_all(runtime: Runtime) -> int:
+    await upgrade(runtime.engine)
+    total = await count_secret_rows(runtime.engine)
+    moved = 0
+    try:
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("re-encrypting secrets", total=total)
+            async for seen, changed in rotate(runtime.engine, runtime.box):
+                moved += changed
+                progress.advance(task, seen)
+    finally:
+        await runtime.aclose()
+    return moved

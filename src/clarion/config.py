@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./clarion-data")
     admin_token: str | None = None
     secret_key: str | None = None
+    # Comma-separated old master keys, still read (never written) while
+    # `clarion rotate-key` moves every secret to CLARION_SECRET_KEY.
+    previous_secret_keys: str | None = None
     apns_url: str | None = None
     fcm_url: str = "https://fcm.googleapis.com"
     ca_file: Path | None = None

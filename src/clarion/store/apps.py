@@ -19,7 +19,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _context(app_id: str, what: str) -> bytes:
+def app_context(app_id: str, what: str) -> bytes:
     # Binds each ciphertext to its app and purpose: a blob copied elsewhere fails to decrypt.
     return f"{app_id}:{what}".encode()
 
@@ -36,7 +36,7 @@ async def create_app(
             frequency_caps={},
             credential_problems={},
             vapid_public_key=vapid_public,
-            vapid_private_key_enc=box.encrypt(vapid_private, _context(app_id, "vapid")),
+            vapid_private_key_enc=box.encrypt(vapid_private, app_context(app_id, "vapid")),
             created_at=now(),
         )
     )
@@ -88,7 +88,7 @@ async def delete_app(conn: AsyncConnection, app_pk: int) -> None:
 async def store_credentials(
     conn: AsyncConnection, box: SecretBox, app: sa.Row[Any], provider: str, credentials: dict[str, Any]
 ) -> None:
-    blob = box.encrypt(json.dumps(credentials).encode(), _context(app.id, provider))
+    blob = box.encrypt(json.dumps(credentials).encode(), app_context(app.id, provider))
     problems = {k: v for k, v in (app.credential_problems or {}).items() if k != provider}
     await conn.execute(
         apps.update().where(apps.c.pk == app.pk).values({PROVIDER_COLUMNS[provider]: blob, "credential_problems": problems})
@@ -100,12 +100,12 @@ def read_credentials(box: SecretBox, app: sa.Row[Any], provider: str) -> dict[st
     blob = getattr(app, PROVIDER_COLUMNS[provider])
     if blob is None:
         return None
-    result: dict[str, Any] = json.loads(box.decrypt(blob, _context(app.id, provider)))
+    result: dict[str, Any] = json.loads(box.decrypt(blob, app_context(app.id, provider)))
     return result
 
 
 def read_vapid_private_key(box: SecretBox, app: sa.Row[Any]) -> bytes:
-    return box.decrypt(app.vapid_private_key_enc, _context(app.id, "vapid"))
+    return box.decrypt(app.vapid_private_key_enc, app_context(app.id, "vapid"))
 
 
 async def store_vapid(
@@ -113,6 +113,6 @@ async def store_vapid(
 ) -> None:
     values: dict[str, Any] = {"webpush_subject": subject}
     if private is not None:
-        values["vapid_private_key_enc"] = box.encrypt(private, _context(app.id, "vapid"))
+        values["vapid_private_key_enc"] = box.encrypt(private, app_context(app.id, "vapid"))
         values["vapid_public_key"] = public
     await conn.execute(apps.update().where(apps.c.pk == app.pk).values(**values))

@@ -17,7 +17,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _context(platform: str) -> bytes:
+def device_context(platform: str) -> bytes:
     return f"device:{platform}".encode()
 
 
@@ -30,9 +30,14 @@ def device_address(platform: str, token: str | None, subscription: dict[str, Any
     return token, token.encode()
 
 
+def device_address_of(platform: str, secret: bytes) -> str:
+    """The token or endpoint inside a decrypted device secret."""
+    return str(json.loads(secret)["endpoint"]) if platform == "web" else secret.decode()
+
+
 def decrypt_device(box: SecretBox, platform: str, token_enc: bytes) -> tuple[str, dict[str, str] | None]:
     """(token or endpoint, web push keys or None) of a stored device."""
-    secret = box.decrypt(token_enc, _context(platform))
+    secret = box.decrypt(token_enc, device_context(platform))
     if platform == "web":
         subscription = json.loads(secret)
         return subscription["endpoint"], subscription["keys"]
@@ -52,13 +57,16 @@ async def register_device(
     """Create the device, or move the existing one with this token to the user
     and reactivate it. Returns (device id, created)."""
     token_hash = box.lookup_hash(f"{platform}:{address}")
-    query = sa.select(devices.c.pk, devices.c.id).where(devices.c.app_pk == app_pk, devices.c.token_hash == token_hash)
+    query = sa.select(devices.c.pk, devices.c.id).where(
+        devices.c.app_pk == app_pk, devices.c.token_hash.in_(box.lookup_hashes(f"{platform}:{address}"))
+    )
     existing = (await conn.execute(query)).first()
     stamp = now()
     values = {
         **metadata,
         "user_pk": user_pk,
-        "token_enc": box.encrypt(secret, _context(platform)),
+        "token_enc": box.encrypt(secret, device_context(platform)),
+        "token_hash": token_hash,
         "active": True,
         "deactivated_reason": None,
         "last_seen_at": stamp,
@@ -69,7 +77,7 @@ async def register_device(
     device_id = new_id("dev_")
     await conn.execute(
         devices.insert().values(
-            **values, id=device_id, app_pk=app_pk, platform=platform, token_hash=token_hash, created_at=stamp
+            **values, id=device_id, app_pk=app_pk, platform=platform, created_at=stamp
         )
     )
     return device_id, True
