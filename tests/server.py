@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -44,7 +45,9 @@ def clarion_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_clarion(command: str, data_dir: Path, **env: str) -> Iterator[ClarionProcess]:
+def running_clarion(
+    command: str, data_dir: Path, *, scheme: str = "http", verify: Any = True, **env: str
+) -> Iterator[ClarionProcess]:
     """Start `clarion <command>`, wait until /healthz answers, stop it after."""
     port = free_port()
     log = data_dir / f"clarion-{command}-{port}.log"
@@ -54,9 +57,9 @@ def running_clarion(command: str, data_dir: Path, **env: str) -> Iterator[Clario
             [sys.executable, "-m", "clarion", command], env=clarion_env(data_dir, port, **env),
             stdout=out, stderr=subprocess.STDOUT,
         )
-    handle = ClarionProcess(f"http://127.0.0.1:{port}", process, log)
+    handle = ClarionProcess(f"{scheme}://127.0.0.1:{port}", process, log)
     try:
-        _wait_healthy(handle)
+        _wait_healthy(handle, verify)
         yield handle
     finally:
         if process.poll() is None:
@@ -67,13 +70,13 @@ def running_clarion(command: str, data_dir: Path, **env: str) -> Iterator[Clario
                 handle.kill()
 
 
-def _wait_healthy(handle: ClarionProcess, timeout: float = 60) -> None:
+def _wait_healthy(handle: ClarionProcess, verify: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if handle.process.poll() is not None:
             raise RuntimeError(f"clarion exited early:\n{handle.log.read_text()}")
         try:
-            if httpx.get(handle.url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(handle.url + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

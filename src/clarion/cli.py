@@ -32,12 +32,12 @@ console = Console()
 
 
 def _runtime() -> Runtime:
-    configure_logging()
     try:
         settings = Settings()
     except ValueError as exc:
         console.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
     return build_runtime(settings)
 
 
@@ -56,8 +56,9 @@ def _serve(runtime: Runtime, with_pipeline: bool) -> None:
         port=settings.port,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        log_level="warning",
-        access_log=False,
+        log_config=None,  # our JSON logging, set up in _runtime
+        log_level=settings.log_level.lower(),
+        access_log=False,  # RequestLogMiddleware writes one line per request
     )
 
 

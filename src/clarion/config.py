@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     allow_local_endpoints: bool = False
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     max_attempts: int = Field(10, ge=1)
     retry_base_seconds: float = Field(2.0, gt=0)
     retry_max_seconds: float = Field(3600.0, gt=0)
