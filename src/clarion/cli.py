@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
@@ -17,8 +18,8 @@ from clarion.config import Settings
 from clarion.keyring import REFRESH_SECONDS, Keyring
 from clarion.logs import configure_logging
 from clarion.runtime import Runtime, build_runtime
-from clarion.store import apps as app_store
 from clarion.security import new_master_key
+from clarion.store import apps as app_store
 from clarion.store.migrate import upgrade
 from clarion.store.rotation import count_secret_rows, rotate
 from clarion.store.tables import apps
@@ -81,7 +82,9 @@ def worker() -> None:
 
     runtime = _runtime()
     asyncio.run(upgrade(runtime.engine))
-    asyncio.run(run_worker(runtime))
+    # Workers serve no API; Prometheus scrapes their /metrics on CLARION_PORT.
+    start_http_server(runtime.settings.port, addr=runtime.settings.host)
+    asyncio.run(run_worker(runtime.settings))
 
 
 @app.command()
@@ -123,7 +126,9 @@ def apps_list() -> None:
     runtime = _runtime()
 
     async def rows(conn: Any) -> list[Any]:
-        return list((await conn.execute(sa.select(apps.c.id, apps.c.name, apps.c.created_at).order_by(apps.c.pk))).all())
+        return list(
+            (await conn.execute(sa.select(apps.c.id, apps.c.name, apps.c.created_at).order_by(apps.c.pk))).all()
+        )
 
     table = Table("id", "name", "created")
     for row in asyncio.run(_with_conn(runtime, rows)):

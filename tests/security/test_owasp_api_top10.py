@@ -41,8 +41,9 @@ async def test_expired_jwt_is_401(client: httpx.AsyncClient, app_keys: AppKeys, 
 async def test_tampered_jwt_is_401(client: httpx.AsyncClient, make_app) -> None:  # type: ignore[no-untyped-def]
     """Swapping the subject for another app's key breaks the signature."""
     one, two = await make_app("one"), await make_app("two")
-    header, payload, signature = (await _token(client, one)).split(".")
-    claims = jwt.decode(await _token(client, one), options={"verify_signature": False})
+    token = await _token(client, one)
+    header, _payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
     forged_payload = jwt.utils.base64url_encode(
         jwt.api_jws.json.dumps({**claims, "sub": two.key_id}).encode()
     ).decode()

@@ -32,7 +32,9 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except ValueError as exc:
-        raise Problem(422, "cursor is not one this API returned", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]) from exc
+        raise Problem(
+            422, "cursor is not one this API returned", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        ) from exc
 
 
 def next_cursor(pks: list[int], limit: int) -> str | None:

@@ -91,7 +91,9 @@ async def store_credentials(
     blob = box.encrypt(json.dumps(credentials).encode(), app_context(app.id, provider))
     problems = {k: v for k, v in (app.credential_problems or {}).items() if k != provider}
     await conn.execute(
-        apps.update().where(apps.c.pk == app.pk).values({PROVIDER_COLUMNS[provider]: blob, "credential_problems": problems})
+        apps.update()
+        .where(apps.c.pk == app.pk)
+        .values({PROVIDER_COLUMNS[provider]: blob, "credential_problems": problems})
     )
 
 

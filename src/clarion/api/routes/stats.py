@@ -57,7 +57,9 @@ async def get_stats(
     end = _utc(until) if until else datetime.now(UTC) + timedelta(seconds=1)
     start = _utc(since) if since else end - DEFAULT_WINDOW
     if start >= end:
-        raise Problem(422, "`since` must be before `until`", errors=[{"loc": ["query", "since"], "msg": "not before until"}])
+        raise Problem(
+            422, "`since` must be before `until`", errors=[{"loc": ["query", "since"], "msg": "not before until"}]
+        )
     async with runtime.engine.connect() as conn:
         rows = await stats(conn, principal.app_pk, start, end, group_by)
     return Stats(rows=[StatsRow(**row) for row in rows])

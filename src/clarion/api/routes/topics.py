@@ -29,7 +29,9 @@ class SubscribersChanged(BaseModel):
 
 
 @router.put("/v1/topics/{topic}/subscribers", response_model=SubscribersChanged)
-async def subscribe(topic: TopicPath, body: Subscribers, runtime: RuntimeDep, principal: SecretApp) -> SubscribersChanged:
+async def subscribe(
+    topic: TopicPath, body: Subscribers, runtime: RuntimeDep, principal: SecretApp
+) -> SubscribersChanged:
     """Subscribes the users (creating unknown ones, as device registration does)."""
     assert principal.app_pk is not None
     async with runtime.engine.begin() as conn:

@@ -31,7 +31,9 @@ router = APIRouter(tags=["users"], responses=problem_responses(401, 403, 404, 42
 
 
 class UserUpsert(Strict):
-    attributes: Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], Any], Field(max_length=500)] | None = None
+    attributes: (
+        Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], Any], Field(max_length=500)] | None
+    ) = None
     timezone: Timezone | None = None
     locale: Locale | None = None
     location: Location | None = None
@@ -110,8 +112,19 @@ async def export_user(user_id: UserIdPath, runtime: RuntimeDep, principal: Secre
 
 
 def _delivery_export(row: Any) -> dict[str, Any]:
-    fields = ("id", "device_id", "platform", "status", "reason", "attempts", "queued_at", "sent_at",
-              "delivered_at", "opened_at", "rendered")
+    fields = (
+        "id",
+        "device_id",
+        "platform",
+        "status",
+        "reason",
+        "attempts",
+        "queued_at",
+        "sent_at",
+        "delivered_at",
+        "opened_at",
+        "rendered",
+    )
     record = {name: getattr(row, name) for name in fields}
     record["notification_id"] = row.notification_id
     return record
