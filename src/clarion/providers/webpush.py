@@ -1,0 +1,249 @@
+"""Web Push: RFC 8030 delivery, RFC 8291 encryption, RFC 8292 VAPID.
+
+Endpoints are URLs chosen by browsers, i.e. by anyone who can register a
+device, so the client refuses to connect to loopback, private, link-local and
+other non-global addresses unless told otherwise (CLARION_ALLOW_LOCAL_ENDPOINTS).
+The check sits in the connector's resolver, so it applies to the very
+addresses aiohttp connects to (no window for DNS rebinding between a check
+and the connection); IP-literal hosts, which aiohttp never resolves, are
+checked before the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import http_ece
+import jwt
+from aiohttp.abc import AbstractResolver, ResolveResult
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from clarion.providers.base import Failed, Outcome, Platform, Push, Retry, Sent
+from clarion.providers.outcomes import Verdict, outcome_for, parse_retry_after, status_verdict
+from clarion.providers.payloads import webpush_payload
+
+V = Verdict
+# Push services answer 201 Created; these are the other answers that mean something.
+WEBPUSH_STATUSES: dict[int, Verdict] = {
+    404: V.INVALID_TOKEN,  # subscription gone
+    410: V.INVALID_TOKEN,
+    413: V.FAILED,  # payload too large
+    400: V.FAILED,
+    403: V.FAILED,  # the subscription was made for another VAPID key
+    401: V.CREDENTIALS,  # VAPID rejected
+    429: V.RETRY,
+}
+VAPID_LIFETIME_SECONDS = 12 * 3600  # RFC 8292 allows at most 24 h
+VAPID_RENEW_MARGIN_SECONDS = 3600
+REQUEST_TIMEOUT_SECONDS = 30.0
+_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class EndpointRefused(OSError):
+    """The endpoint resolves to an address Clarion will not connect to."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_vapid_key(value: str) -> ec.EllipticCurvePrivateKey:
+    """A VAPID private key from PEM, base64url DER, or the base64url raw 32-byte scalar."""
+    try:
+        if value.lstrip().startswith("-----BEGIN"):
+            key: Any = serialization.load_pem_private_key(value.encode(), password=None)
+        else:
+            raw = b64url_decode(value.strip())
+            key = (ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1()) if len(raw) == 32
+                   else serialization.load_der_private_key(raw, password=None))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("vapid_private_key is not a P-256 private key (PEM or base64url)") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError("vapid_private_key must be a P-256 key")
+    return key
+
+
+def vapid_public_key(key: ec.EllipticCurvePrivateKey) -> str:
+    """The application server key browsers subscribe with (base64url, uncompressed point)."""
+    return b64url(key.public_key().public_bytes(serialization.Encoding.X962,
+                                                serialization.PublicFormat.UncompressedPoint))
+
+
+def is_refused_address(address: str) -> bool:
+    """True for anything but a global unicast address (loopback, private, link-local,
+    unspecified, multicast, reserved), and for IPv4-mapped IPv6 addresses."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return True
+    return not ip.is_global or ip.is_multicast
+
+
+def topic_header(collapse_key: str) -> str:
+    """RFC 8030 Topic: at most 32 base64url characters; longer keys are hashed."""
+    if _TOPIC.match(collapse_key):
+        return collapse_key
+    return b64url(hashlib.sha256(collapse_key.encode()).digest())[:32]
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to any non-global address."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if any(is_refused_address(result["host"]) for result in results):
+            raise EndpointRefused(f"{host} resolves to a local or private address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class VapidSigner:
+    """`Authorization: vapid t=…, k=…` per endpoint origin, cached until an hour before expiry."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey, subject: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not subject.startswith(("mailto:", "https://")):
+            raise ValueError("the VAPID subject must be a mailto: or https:// URL")
+        self._key, self._subject, self._clock = private_key, subject, clock
+        self._public = vapid_public_key(private_key)
+        self._cache: dict[str, tuple[str, float]] = {}
+        self.signed = 0
+
+    def header(self, origin: str) -> str:
+        cached = self._cache.get(origin)
+        now = self._clock()
+        if cached is not None and now < cached[1] - VAPID_RENEW_MARGIN_SECONDS:
+            return cached[0]
+        expires = now + VAPID_LIFETIME_SECONDS
+        token = jwt.encode({"aud": origin, "exp": int(expires), "sub": self._subject}, self._key, algorithm="ES256")
+        value = f"vapid t={token}, k={self._public}"
+        self._cache[origin] = (value, expires)
+        self.signed += 1
+        return value
+
+
+def encrypt(payload: bytes, p256dh: str, auth: str) -> bytes:
+    """RFC 8291 aes128gcm body, with a fresh sender key and salt per message.
+    Raises ValueError when the subscription's keys are malformed."""
+    try:
+        return http_ece.encrypt(
+            payload, salt=os.urandom(16), private_key=ec.generate_private_key(ec.SECP256R1()),
+            dh=b64url_decode(p256dh), auth_secret=b64url_decode(auth), version="aes128gcm",
+        )
+    except (http_ece.ECEException, ValueError, TypeError) as exc:
+        raise ValueError(f"bad subscription keys: {exc}") from exc
+
+
+class WebPushClient:
+    """The Provider for one app's VAPID key."""
+
+    platform: Platform = "web"
+
+    def __init__(
+        self, *, vapid_private_key: str, subject: str, ssl_context: ssl.SSLContext,
+        allow_local_endpoints: bool = False, max_connections: int = 200, max_per_origin: int = 20,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._signer = VapidSigner(load_vapid_key(vapid_private_key), subject, clock)
+        self._allow_local = allow_local_endpoints
+        self._ssl, self._limits = ssl_context, (max_connections, max_per_origin)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def vapid_tokens_signed(self) -> int:
+        return self._signer.signed
+
+    async def send(self, pushes: Sequence[Push]) -> list[Outcome]:
+        session = self._get_session()
+        return list(await asyncio.gather(*(self._send_one(session, push) for push in pushes)))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # aiohttp pools connections per origin
+            total, per_origin = self._limits
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl, limit=total, limit_per_host=per_origin,
+                resolver=None if self._allow_local else GuardedResolver(),
+            )
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._session
+
+    async def _send_one(self, session: aiohttp.ClientSession, push: Push) -> Outcome:
+        request = self._request(push)
+        if isinstance(request, Failed):
+            return request
+        try:
+            async with session.post(push.token, data=request[1], headers=request[0]) as response:
+                await response.read()
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, EndpointRefused):
+                return Failed("endpoint_refused", str(exc.os_error))
+            return Retry("connection_error", repr(exc))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Retry("connection_error", repr(exc))
+        if 200 <= status < 300:
+            return Sent()
+        verdict = WEBPUSH_STATUSES.get(status) or status_verdict(status)
+        return outcome_for(verdict, str(status), f"push service answered {status}", parse_retry_after(retry_after))
+
+    def _request(self, push: Push) -> tuple[dict[str, str], bytes] | Failed:
+        url = urlsplit(push.token)
+        if url.scheme != "https" or not url.hostname:
+            return Failed("endpoint_refused", "Web Push endpoints must be https:// URLs")
+        if not self._allow_local and _is_refused_literal(url.hostname):
+            return Failed("endpoint_refused", f"{url.hostname} is a local or private address")
+        if push.web_keys is None:
+            return Failed("missing_keys", "the subscription has no p256dh/auth keys", invalid_token=True)
+        try:
+            body = encrypt(webpush_payload(push), push.web_keys.p256dh, push.web_keys.auth)
+        except ValueError as exc:
+            return Failed("bad_keys", str(exc), invalid_token=True)
+        origin = f"{url.scheme}://{url.netloc}"
+        headers = {
+            "Authorization": self._signer.header(origin),
+            "TTL": str(_ttl(push)),
+            "Urgency": "high" if push.priority == "high" else "normal",
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+        }
+        if push.collapse_key:
+            headers["Topic"] = topic_header(push.collapse_key)
+        return headers, body
+
+
+def _ttl(push: Push) -> int:
+    return max(0, push.expires_at - int(time.time())) if push.expires_at is not None else push.ttl
+
+
+def _is_refused_literal(host: str) -> bool:
+    try:
+        return is_refused_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name: the resolver checks what it resolves to

@@ -1,0 +1,34 @@
+"""A throwaway certificate authority for the fakes: servers on 127.0.0.1 whose
+certificates the clients verify through CLARION_CA_FILE, as in production."""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import trustme
+
+
+@lru_cache(maxsize=1)
+def test_ca() -> trustme.CA:
+    """One CA per process (its key generation is the slow part)."""
+    return trustme.CA()
+
+
+@lru_cache(maxsize=1)
+def ca_pem_path() -> Path:
+    """The CA certificate as a PEM file, for CLARION_CA_FILE / client_ssl_context."""
+    path = Path(tempfile.mkdtemp(prefix="clarion-fake-ca-")) / "ca.pem"
+    test_ca().cert_pem.write_to_path(str(path))
+    return path
+
+
+def server_ssl_context(alpn: list[str] | None = None) -> ssl.SSLContext:
+    """A server context for 127.0.0.1 and localhost, signed by `test_ca()`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca().issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
