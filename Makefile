@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean tools
+
+# Debian tools the benchmarks (and their smoke tests) drive: wrk, h2load.
+tools:
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null)
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +20,13 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/clarion serve
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: $(STAMP)
+bench: $(STAMP) tools
 	$(BIN)/python bench/run.py
 
 clean:
