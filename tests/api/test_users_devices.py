@@ -197,3 +197,13 @@ async def test_other_app_objects_are_404(client: httpx.AsyncClient, make_app) ->
     other = await client.post("/v1/devices", json={"user_id": "a", "platform": "ios", "token": IOS_TOKEN},
                               headers=two.secret)
     assert other.status_code == 201 and other.json()["id"] != device["id"]
+
+
+@pytest.mark.parametrize("raw", [b'{"attributes": {"score": NaN}}', b'{"attributes": {"x": Infinity}}',
+                                 b'{"attributes": {"name": "a\\u0000b"}}', b'{"attributes": {"l": [1, -Infinity]}}'])
+async def test_unstorable_attributes_are_422(client: httpx.AsyncClient, app_keys: AppKeys, raw: bytes) -> None:
+    """NaN, Infinity and NUL would break filter queries later: refused at the door."""
+    response = await client.put("/v1/users/nan", content=raw,
+                                headers={**app_keys.secret, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert (await client.get("/v1/users/nan", headers=app_keys.secret)).status_code == 404

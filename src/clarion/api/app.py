@@ -11,6 +11,8 @@ from fastapi.openapi.utils import get_openapi
 
 from clarion import __version__
 from clarion.api.errors import PROBLEM_TYPE, ProblemBody, install_error_handlers
+from clarion.api.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from clarion.api.ratelimit import build_limiter
 from clarion.api.routes import (
     apps,
     dead_letters,
@@ -25,8 +27,6 @@ from clarion.api.routes import (
     topics,
     users,
 )
-from clarion.api.middleware import BodyLimitMiddleware, RequestLogMiddleware
-from clarion.api.ratelimit import build_limiter
 from clarion.runtime import Runtime
 
 ROUTERS = (

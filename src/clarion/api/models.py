@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -31,6 +32,23 @@ def _locale(value: str) -> str:
     return value
 
 
+def _storable_json(value: Any) -> Any:
+    """What both databases can store and query: no NaN/Infinity, no NUL character."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("strings may not contain the NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable_json(key)
+            _storable_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_json(item)
+    return value
+
+
+StorableJson = Annotated[Any, AfterValidator(_storable_json)]
 Timezone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Locale = Annotated[str, Field(max_length=35), AfterValidator(_locale)]
 

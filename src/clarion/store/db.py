@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from clarion.config import Settings
+from clarion.store.audience_sql import register_sqlite_functions
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -34,3 +35,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+    register_sqlite_functions(dbapi_connection)  # segment filters' `near`

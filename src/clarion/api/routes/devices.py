@@ -27,7 +27,7 @@ class Subscription(Strict):
     endpoint: Annotated[str, Field(min_length=1, max_length=2048)]
     keys: SubscriptionKeys
     # Browsers' PushSubscription.toJSON() includes it; accepted and ignored.
-    expirationTime: int | float | None = None  # noqa: N815 - the browser's own name
+    expirationTime: int | float | None = None
 
 
 class DeviceRegister(Strict):

@@ -27,7 +27,7 @@ async def readyz(runtime: RuntimeDep) -> Health:
     try:
         async with runtime.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         raise Problem(503, "the database is not reachable") from exc
     broker = getattr(runtime.pipeline, "broker", None)
     if broker is not None and hasattr(broker, "ping") and not await broker.ping():

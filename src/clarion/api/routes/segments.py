@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from clarion.api.deps import RuntimeDep, SecretApp
 from clarion.api.errors import Problem, problem_responses
 from clarion.api.models import Strict
-from clarion.domain.filters import FilterError, parse_filter
+from clarion.domain.filters import FilterError, parse_filter, serialize_filter
 from clarion.store.tables import segments
 
 router = APIRouter(tags=["segments"], responses=problem_responses(401, 403, 404, 422))
@@ -32,10 +32,11 @@ class SegmentView(BaseModel):
     updated_at: datetime
 
 
-def check_filter(obj: Any, loc: list[str | int]) -> None:
-    """422 with the path of each mistake, e.g. body.filter.all.0.op."""
+def check_filter(obj: Any, loc: list[str | int]) -> dict[str, Any]:
+    """The filter in its normal form, or 422 with the path of each mistake,
+    e.g. body.filter.all.0.op."""
     try:
-        parse_filter(obj)
+        return serialize_filter(parse_filter(obj))
     except FilterError as exc:
         errors = [{"loc": [*loc, *e["loc"]], "msg": e["msg"]} for e in exc.errors]
         raise Problem(422, "the filter is not valid: " + errors[0]["msg"], errors=errors) from exc
@@ -47,16 +48,16 @@ def _where(app_pk: int | None, name: str) -> sa.ColumnElement[bool]:
 
 @router.put("/v1/segments/{name}", response_model=SegmentView, responses={201: {"model": SegmentView}})
 async def put_segment(name: SegmentPath, body: SegmentPut, runtime: RuntimeDep, principal: SecretApp) -> JSONResponse:
-    check_filter(body.filter, ["body", "filter"])
+    normal = check_filter(body.filter, ["body", "filter"])
     stamp = datetime.now(UTC)
     async with runtime.engine.begin() as conn:
         updated = await conn.execute(
-            segments.update().where(_where(principal.app_pk, name)).values(filter=body.filter, updated_at=stamp)
+            segments.update().where(_where(principal.app_pk, name)).values(filter=normal, updated_at=stamp)
         )
         if updated.rowcount == 0:
             await conn.execute(
                 segments.insert().values(
-                    app_pk=principal.app_pk, name=name, filter=body.filter, created_at=stamp, updated_at=stamp
+                    app_pk=principal.app_pk, name=name, filter=normal, created_at=stamp, updated_at=stamp
                 )
             )
         row = (await conn.execute(sa.select(segments).where(_where(principal.app_pk, name)))).one()

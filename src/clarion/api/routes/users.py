@@ -14,6 +14,7 @@ from clarion.api.models import (
     DeviceView,
     Locale,
     Location,
+    StorableJson,
     Strict,
     Timezone,
     UserIdPath,
@@ -32,7 +33,8 @@ router = APIRouter(tags=["users"], responses=problem_responses(401, 403, 404, 42
 
 class UserUpsert(Strict):
     attributes: (
-        Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], Any], Field(max_length=500)] | None
+        Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)], StorableJson], Field(max_length=500)]
+        | None
     ) = None
     timezone: Timezone | None = None
     locale: Locale | None = None
