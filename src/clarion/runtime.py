@@ -37,6 +37,9 @@ class Runtime:
     async def aclose(self) -> None:
         if self.limiter is not None:
             await self.limiter.aclose()
+        broker = self.extras.pop("broker", None)  # opened by `clarion api` to publish replays
+        if broker is not None:
+            await broker.close()
         await self.engine.dispose()
 
 

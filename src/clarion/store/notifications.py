@@ -28,11 +28,15 @@ async def insert_notification(conn: AsyncConnection, values: dict[str, Any]) -> 
 
 
 async def find_notification(conn: AsyncConnection, app_pk: int, notification_id: str) -> sa.Row[Any] | None:
-    query = sa.select(notifications).where(notifications.c.app_pk == app_pk, notifications.c.id == notification_id)
+    query = sa.select(notifications).where(
+        notifications.c.app_pk == app_pk, notifications.c.id == notification_id
+    )
     return (await conn.execute(query)).first()
 
 
-async def list_notifications(conn: AsyncConnection, app_pk: int, before: int | None, limit: int) -> list[sa.Row[Any]]:
+async def list_notifications(
+    conn: AsyncConnection, app_pk: int, before: int | None, limit: int
+) -> list[sa.Row[Any]]:
     """Newest first (keyset on pk, descending)."""
     query = sa.select(notifications).where(notifications.c.app_pk == app_pk)
     if before is not None:
@@ -90,7 +94,7 @@ async def list_dead(conn: AsyncConnection, app_pk: int, after: int | None, limit
 def dead_selection(app_pk: int, ids: Sequence[str] | None, notification_pk: int | None) -> sa.Select[Any]:
     """The dead deliveries a replay request names (all of the app's when it names none)."""
     query = sa.select(
-        deliveries.c.pk, deliveries.c.notification_pk, deliveries.c.platform
+        deliveries.c.pk, deliveries.c.notification_pk, deliveries.c.platform, deliveries.c.app_pk
     ).where(deliveries.c.app_pk == app_pk, deliveries.c.status == c.DEAD)
     if ids:
         query = query.where(deliveries.c.id.in_(list(ids)))
