@@ -6,16 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from clarion.domain import content
 from clarion.providers.base import Content, Push, WebKeys
-
-TEXT_FIELDS = ("title", "body")
-_env = ImmutableSandboxedEnvironment(autoescape=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +31,7 @@ def build_push(
     expires: datetime,
     now: datetime,
 ) -> Push:
-    """Raises jinja2 errors when a template cannot be rendered for this user."""
+    """Raises content.TemplateRenderError when a template fails for this user."""
     keys = recipient.web_keys
     return Push(
         delivery_id=recipient.delivery_id,
@@ -54,28 +48,25 @@ def build_push(
     )
 
 
-def localized_text(request: dict[str, Any], locale: str | None) -> dict[str, Any]:
-    """`content` with `localized[tag]` laid over it: exact tag, then its language."""
-    content = dict(request.get("content") or {})
-    table = {tag.lower(): text for tag, text in (request.get("localized") or {}).items()}
-    if locale:
-        tag = locale.lower()
-        chosen = table.get(tag) or table.get(tag.split("-")[0])
-        if chosen:
-            content.update({k: v for k, v in chosen.items() if v is not None})
-    return content
-
-
 def render_content(request: dict[str, Any], recipient: Recipient) -> Content:
-    text = localized_text(request, recipient.locale)
+    """Localized for the recipient's locale and rendered for the user
+    (raises content.TemplateRenderError)."""
     user = {"user_id": recipient.user_id, "attributes": recipient.attributes}
-    for name in TEXT_FIELDS:
-        if text.get(name) and "{" in text[name]:
-            text[name] = _template(text[name]).render(user=user)
-    return _content(text)
+    return content.render_content(
+        request.get("content") or {}, user, localized=request.get("localized"), device_locale=recipient.locale
+    )
 
 
-def _content(text: dict[str, Any]) -> Content:
+def variants(request: dict[str, Any]) -> Iterator[tuple[str | None, Content]]:
+    """The unrendered content and each localized variant (for size checks)."""
+    base = dict(request.get("content") or {})
+    yield None, _raw_content(base)
+    for tag, variant in (request.get("localized") or {}).items():
+        texts = {k: v for k, v in (variant or {}).items() if k in content.LOCALIZED_FIELDS and v}
+        yield tag, _raw_content({**base, **texts})
+
+
+def _raw_content(text: dict[str, Any]) -> Content:
     return Content(
         title=text.get("title"),
         body=text.get("body"),
@@ -88,27 +79,13 @@ def _content(text: dict[str, Any]) -> Content:
     )
 
 
-@lru_cache(maxsize=256)
-def _template(source: str) -> Any:
-    return _env.from_string(source)
-
-
-def variants(request: dict[str, Any]) -> Iterator[tuple[str | None, Content]]:
-    """The unrendered content and each localized variant (for size checks)."""
-    yield None, _content(localized_text(request, None))
-    for tag in request.get("localized") or {}:
-        yield tag, _content(localized_text(request, tag))
-
-
 def template_errors(request: dict[str, Any]) -> list[dict[str, Any]]:
-    places = [(["body", "content", name], (request.get("content") or {}).get(name)) for name in TEXT_FIELDS]
-    for tag, text in (request.get("localized") or {}).items():
-        places += [(["body", "localized", tag, name], (text or {}).get(name)) for name in TEXT_FIELDS]
-    errors = []
-    for loc, source in places:
-        if source and "{" in source:
-            try:
-                _env.parse(source)
-            except TemplateSyntaxError as exc:
-                errors.append({"loc": loc, "msg": f"template error: {exc.message}"})
-    return errors
+    """[{loc, msg}] for a template the API must refuse (none when all are fine)."""
+    try:
+        content.validate_templates(request.get("content") or {}, request.get("localized"))
+    except ValueError as exc:
+        where, _, message = str(exc).partition(": ")
+        path = where.replace("[", ".").replace("]", "").split(".")
+        loc: list[str | int] = ["body", *(int(p) if p.isdigit() else p for p in path)]
+        return [{"loc": loc, "msg": f"template error: {message}"}]
+    return []
