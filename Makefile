@@ -25,6 +25,7 @@ test: $(STAMP) tools
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP) tools
 	$(BIN)/python bench/run.py
