@@ -33,3 +33,7 @@ def test_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert user["timezone"] == "Europe/Vienna"
     export = next(o for o in outputs if "devices" in o and "user" in o)
     assert export["devices"][0]["platform"] == "ios" and export["preferences"]["types"] == {"promotional": False}
+    notification = next(o for o in outputs if "counts" in o)
+    assert notification["counts"]["targeted"] == 1
+    delivery = next(o for o in outputs if "items" in o and o["items"] and "reason" in o["items"][0])["items"][0]
+    assert (delivery["status"], delivery["reason"]) == ("failed", "no_credentials")
