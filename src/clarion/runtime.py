@@ -45,7 +45,8 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, announce: bool = True) -> Runtime:
     """Create the data dir, the master key and admin token when unset, and the engine."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Only its owner may read the data dir: it holds the database, keys and token.
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     box = Keyring(settings).box()
     admin_token = settings.admin_token or _admin_token_file(settings, announce)
     admin_hash = hash_api_key(admin_token)
