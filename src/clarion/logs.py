@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -32,7 +33,7 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _scrub_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _scrub_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {key: scrub(value) for key, value in event_dict.items()}
 
 

@@ -40,7 +40,7 @@ async def create_app(
             created_at=now(),
         )
     )
-    app_pk = result.inserted_primary_key[0]
+    app_pk = int(result.inserted_primary_key[0])  # type: ignore[index]
     secret_id, secret = await create_key(conn, app_pk, "secret")
     _, publishable = await create_key(conn, app_pk, "publishable")
     return {

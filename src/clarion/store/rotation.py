@@ -3,7 +3,7 @@ a time (each batch its own transaction), so Clarion keeps serving."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +33,7 @@ async def rotate(engine: AsyncEngine, box: SecretBox) -> AsyncIterator[tuple[int
         yield progress
 
 
-async def _batches(engine: AsyncEngine, table: sa.Table, columns: list[Any]) -> AsyncIterator[list[Any]]:
+async def _batches(engine: AsyncEngine, table: sa.Table, columns: list[Any]) -> AsyncIterator[Sequence[Any]]:
     after = 0
     while True:
         query = sa.select(table.c.pk, *columns).where(table.c.pk > after).order_by(table.c.pk).limit(BATCH)

@@ -30,7 +30,7 @@ async def upsert_user(conn: AsyncConnection, app_pk: int, user_id: str, values: 
     stamp = now()
     row = {"attributes": {}, **values, "app_pk": app_pk, "user_id": user_id, "created_at": stamp, "updated_at": stamp}
     result = await conn.execute(users.insert().values(**row))
-    return result.inserted_primary_key[0], True
+    return int(result.inserted_primary_key[0]), True  # type: ignore[index]
 
 
 async def ensure_users(conn: AsyncConnection, app_pk: int, user_ids: list[str]) -> dict[str, int]:

@@ -24,7 +24,7 @@ def group_column(group_by: str) -> sa.ColumnElement[Any]:
     ]
 
 
-def latency_ms(dialect: str) -> sa.ColumnElement[float]:
+def latency_ms(dialect: str) -> sa.ColumnElement[Any]:
     """Accept → provider-accepted, in milliseconds."""
     if dialect == "sqlite":
         days = sa.func.julianday(deliveries.c.sent_at) - sa.func.julianday(notifications.c.created_at)
