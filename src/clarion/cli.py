@@ -42,10 +42,17 @@ def _runtime() -> Runtime:
     return build_runtime(settings)
 
 
+async def _upgrade(runtime: Runtime) -> None:
+    """Migrate, then drop the pooled connections: they belong to this event
+    loop, and the server runs in another (asyncpg refuses a foreign loop)."""
+    await upgrade(runtime.engine)
+    await runtime.engine.dispose()
+
+
 def _serve(runtime: Runtime, with_pipeline: bool) -> None:
     from clarion.api.app import create_app
 
-    asyncio.run(upgrade(runtime.engine))
+    asyncio.run(_upgrade(runtime))
     if with_pipeline:
         from clarion.dispatch.service import Pipeline
 

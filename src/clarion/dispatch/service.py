@@ -25,6 +25,7 @@ from clarion.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 0.2
+ERROR_PAUSE_SECONDS = 2.0  # after a failed fan-out (e.g. the broker is away): no log flood
 
 
 def make_broker(settings: Settings, runtime: Runtime) -> Broker:
@@ -96,6 +97,8 @@ class Pipeline:
                 busy = await self.fanout.run_once()
             except Exception:
                 log.exception("fan-out failed; trying again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), ERROR_PAUSE_SECONDS)
                 busy = False
             if not busy:
                 self._wake.clear()

@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+MAX_DOUBLINGS = 64  # base·2⁶⁴ is beyond any sensible max_seconds
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -15,7 +17,8 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait after failed attempt `attempt` (1-based)."""
-        return min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        # The exponent is capped: 2**1024 does not fit a float (any CLARION_MAX_ATTEMPTS is allowed).
+        return min(self.max_seconds, self.base_seconds * 2 ** min(attempt - 1, MAX_DOUBLINGS))
 
     def delay(
         self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random

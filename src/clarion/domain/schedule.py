@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -24,13 +24,24 @@ def parse_hhmm(text: str) -> time:
 
 
 def next_local_time(after: datetime, hhmm: str, tz: ZoneInfo) -> datetime:
-    """The first instant at or after `after` whose wall clock in `tz` reads `hhmm` (UTC)."""
-    local = after.astimezone(tz)
-    wanted = parse_hhmm(hhmm)
-    candidate = datetime.combine(local.date(), wanted, tzinfo=tz)
-    if candidate < local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), wanted, tzinfo=tz)
-    return candidate.astimezone(UTC)
+    """The first instant at or after `after` whose wall clock in `tz` reads `hhmm` (UTC).
+
+    Compared in UTC, not as wall clocks (aware datetimes sharing a tzinfo
+    compare naively), and both folds are tried, so a time in the hour a
+    DST change repeats is found twice, never before `after`. A time the
+    change skips maps to the instant as many minutes past the jump."""
+    day, wanted = after.astimezone(tz).date(), parse_hhmm(hhmm)
+    for on in (day, day + timedelta(days=1)):
+        for fold in (0, 1):
+            candidate = _instant(on, wanted, tz, fold)
+            if candidate >= after:
+                return candidate
+    raise AssertionError("a wall-clock time occurs within any two days")  # pragma: no cover
+
+
+def _instant(day: date, at: time, tz: ZoneInfo, fold: int = 0) -> datetime:
+    """The UTC instant of a wall-clock time in `tz` (`fold` 1: the second of a repeated one)."""
+    return datetime.combine(day, at, tzinfo=tz).replace(fold=fold).astimezone(UTC)
 
 
 def quiet_hours_end(at: datetime, start: str, end: str, tz: ZoneInfo) -> datetime | None:
@@ -49,7 +60,9 @@ def quiet_hours_end(at: datetime, start: str, end: str, tz: ZoneInfo) -> datetim
         end_day = local.date() + timedelta(days=1) if now >= begin else local.date()
     if not inside:
         return None
-    return datetime.combine(end_day, finish, tzinfo=tz).astimezone(UTC)
+    # In a repeated (DST) hour the first reading may already be past: take the second.
+    until = _instant(end_day, finish, tz)
+    return until if until >= at else _instant(end_day, finish, tz, 1)
 
 
 def expires_at(base: datetime, ttl_seconds: int) -> datetime:
