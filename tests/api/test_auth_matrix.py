@@ -47,6 +47,15 @@ ROUTES = [
     route("PUT", "/v1/topics/t/subscribers", 200, "secret", body={"user_ids": ["u"]}, owned=False),
     route("PUT", "/v1/segments/s", 200, "secret", body={"filter": {"platform": "ios"}}, owned=False),
     route("GET", "/v1/segments/s", 200, "secret"),
+    route("POST", "/v1/notifications", 202, "secret", owned=False,
+          body={"type": "alert", "audience": {"user_ids": ["u"]}, "content": {"title": "t"}}),
+    route("GET", "/v1/notifications", 200, "secret", owned=False),
+    route("GET", "/v1/notifications/{notification}", 200, "secret"),
+    route("GET", "/v1/notifications/{notification}/deliveries", 200, "secret"),
+    route("POST", "/v1/notifications/{notification}/cancel", 200, "secret"),
+    route("GET", "/v1/dead-letters", 200, "secret", owned=False),
+    route("POST", "/v1/dead-letters/replay", 202, "secret", body={"notification_id": "{notification}"}),
+    route("GET", "/v1/stats", 200, "secret", owned=False),
     route("DELETE", "/v1/devices/{device}", 204, "secret", "publishable"),
     route("DELETE", "/v1/segments/s", 204, "secret"),
     route("DELETE", "/v1/users/u", 204, "secret"),
@@ -62,7 +71,10 @@ async def _world(client: httpx.AsyncClient, make_app) -> tuple[AppKeys, AppKeys,
                                headers=one.secret)
     await client.put("/v1/segments/s", json={"filter": {"platform": "ios"}}, headers=one.secret)
     extra = await client.post(f"/v1/apps/{one.id}/keys", json={"kind": "secret"}, headers=one.secret)
-    names = {"app": one.id, "device": device.json()["id"], "key": extra.json()["id"]}
+    sent = await client.post("/v1/notifications", headers=one.secret,
+                             json={"type": "alert", "audience": {"user_ids": ["u"]}, "content": {"title": "t"}})
+    names = {"app": one.id, "device": device.json()["id"], "key": extra.json()["id"],
+             "notification": sent.json()["id"]}
     return one, two, names
 
 
@@ -92,8 +104,9 @@ def expected(r: Route, credential: str) -> int:
 @pytest.mark.parametrize("r", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 async def test_route_credential(client: httpx.AsyncClient, make_app, r: Route, credential: str) -> None:  # type: ignore[no-untyped-def]
     one, two, names = await _world(client, make_app)
+    body = {k: v.format(**names) if isinstance(v, str) else v for k, v in r.body.items()} if r.body else None
     response = await client.request(
-        r.method, r.path.format(**names), json=r.body, headers=_headers(credential, one, two)
+        r.method, r.path.format(**names), json=body, headers=_headers(credential, one, two)
     )
     want = expected(r, credential)
     if want == 200 and r.method in ("PUT", "POST") and response.status_code == 201:
