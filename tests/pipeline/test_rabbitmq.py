@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ import pytest
 
 from clarion.dispatch.service import Pipeline
 from clarion.domain.retry import RetryPolicy
+from clarion.queue.base import Job
 from clarion.queue.rabbitmq import RabbitBroker, delay_level
 from clarion.runtime import Runtime
 from tests.pipeline.conftest import add_device, deliveries, wait_done
@@ -79,3 +81,15 @@ async def test_retries_through_delay_queues(api, keys, fakes) -> None:
     view = await wait_done(api, auth, response.json()["id"], timeout=30)
     assert view["counts"]["sent"] == 5, view
     assert sum(r["attempts"] for r in await deliveries(api, auth, view["id"])) == 12
+
+
+async def test_queue_depth_reported_from_rabbitmq(broker: RabbitBroker) -> None:
+    """The broker reports each platform's waiting messages for the queue-depth gauge."""
+    await broker.start()
+    await broker.publish([Job(app_pk=1, platform="web", notification_pk=1, deliveries=(1, 2))])
+    for _ in range(50):
+        depths = await broker.depth()
+        if depths["web"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert depths == {"ios": 0, "android": 0, "web": 1}

@@ -3,6 +3,7 @@ they agree with the deliveries table."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import httpx
@@ -107,3 +108,20 @@ def _reasons(app_id: str, platform: str, status: str) -> set[str]:
         if sample.labels.get("app") == app_id and sample.labels.get("platform") == platform
         and sample.labels.get("status") == status
     }
+
+
+async def test_queue_depth_gauge_counts_waiting_jobs(api, keys, fakes, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+    """While a provider keeps refusing, jobs wait in the queue and /metrics shows them."""
+    auth = await keys()
+    for n in range(3):
+        await add_device(api, auth, f"q{n}", "ios")
+    fakes.apns.fail(503, "ServiceUnavailable", retry_after="30")
+    body = {"type": "alert", "audience": {"all": True}, "content": {"title": "wait"}}
+    assert (await api.post("/v1/notifications", json=body, headers=auth)).status_code == 202
+    for _ in range(100):
+        text = (await api.get("/metrics")).text
+        waiting = [line for line in text.splitlines() if line.startswith('clarion_queue_depth{queue="ios"}')]
+        if waiting and float(waiting[0].split()[-1]) >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert waiting and float(waiting[0].split()[-1]) >= 1, text[-1500:]

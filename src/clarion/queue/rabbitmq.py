@@ -9,7 +9,8 @@ Topology (names from constants.py, behind an optional prefix):
   and holds messages for s seconds, then dead-letters them back to
   `clarion` under the same routing key `<s>.<platform>`;
 - exchange `clarion.dlx` (fanout) -> `clarion.dead`: messages a work queue
-  gave up on after its delivery limit.
+  gave up on after its delivery limit; a consumer marks their deliveries
+  `dead` (reason `delivery_limit`), so none waits forever.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class RabbitBroker:
         )
         self._inflight: set[asyncio.Task[None]] = set()
         self._work_queues: dict[str, Any] = {}
+        self._dead_queue: Any = None
 
     def name(self, template: str, **fields: Any) -> str:
         return self.prefix + template.format(**fields)
@@ -87,6 +89,7 @@ class RabbitBroker:
         )
         dead = await channel.declare_queue(self.name(c.DEAD_LETTER_QUEUE), durable=True, arguments=QUORUM)
         await dead.bind(dlx, routing_key="")
+        self._dead_queue = dead
         for platform in c.PLATFORMS:
             arguments = {**QUORUM, "x-dead-letter-exchange": dlx.name, "x-delivery-limit": DELIVERY_LIMIT}
             queue = await channel.declare_queue(
@@ -132,6 +135,17 @@ class RabbitBroker:
         for message in settled:
             await message.handle.ack()
 
+    async def depth(self) -> dict[str, int]:
+        """Messages ready in each platform's work queue (for /metrics)."""
+        assert self._channel is not None
+        depths = {}
+        for platform in c.PLATFORMS:
+            queue = await self._channel.get_queue(self.name(c.WORK_QUEUE, platform=platform), ensure=False)
+            # A robust channel hands back its cached declaration; declaring again reads the count now.
+            declared = await queue.declare()
+            depths[platform] = int(declared.message_count or 0)
+        return depths
+
     async def purge(self) -> None:
         assert self._channel is not None
         names = [self.name(c.WORK_QUEUE, platform=p) for p in c.PLATFORMS]
@@ -167,6 +181,11 @@ class RabbitBroker:
                 await self._track(handler, raw)
 
             tags.append((queue, await queue.consume(on_message)))
+
+        async def on_dead(raw: AbstractIncomingMessage) -> None:
+            await self._track(handler, raw, dead=True)
+
+        tags.append((self._dead_queue, await self._dead_queue.consume(on_dead)))
         await stop.wait()
         for queue, tag in tags:
             with contextlib.suppress(Exception):
@@ -174,12 +193,12 @@ class RabbitBroker:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=10)
 
-    async def _track(self, handler: Handler, raw: AbstractIncomingMessage) -> None:
+    async def _track(self, handler: Handler, raw: AbstractIncomingMessage, *, dead: bool = False) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            await self._on_message(handler, raw)
+            await (self._on_dead(handler, raw) if dead else self._on_message(handler, raw))
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -196,6 +215,24 @@ class RabbitBroker:
         except Exception:
             log.exception("job for notification %s failed; it comes back", job.notification_pk)
             await self._later(job, raw)
+
+    async def _on_dead(self, handler: Handler, raw: AbstractIncomingMessage) -> None:
+        """A job a work queue gave up on (its delivery limit: it kept killing
+        its workers). The handler marks its still-queued deliveries `dead`,
+        so they are listed and replayable instead of waiting forever."""
+        try:
+            job = Job.decode(raw.body)
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping an unreadable dead-lettered message")
+            await raw.ack()
+            return
+        try:
+            await handler(Message(job, raw, {"poison": True}))
+        except Exception:
+            log.exception("dead-lettered job of notification %s not recorded; it comes back", job.notification_pk)
+            await asyncio.sleep(1)  # not at once: that would spin
+            with contextlib.suppress(Exception):
+                await raw.nack(requeue=True)
 
     async def _later(self, job: Job, raw: AbstractIncomingMessage) -> None:
         """Put a failed job back a second later (not at once: that would spin)."""

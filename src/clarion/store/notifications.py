@@ -14,6 +14,8 @@ from clarion.domain.counts import counts_from_groups
 from clarion.domain.preferences import Cap
 from clarion.store.tables import deliveries, notifications
 
+# Why a delivery is `dead` when the queue, not the provider, gave up on it.
+GAVE_UP = "delivery_limit"
 # Statuses that count against a frequency cap: the user got it or will.
 CAP_COUNTED = (c.QUEUED, c.SENT, c.DELIVERED, c.OPENED)
 
@@ -89,6 +91,19 @@ async def list_dead(conn: AsyncConnection, app_pk: int, after: int | None, limit
     if after is not None:
         query = query.where(deliveries.c.pk > after)
     return list((await conn.execute(query.order_by(deliveries.c.pk).limit(limit))).all())
+
+
+async def bury(conn: AsyncConnection, delivery_pks: Sequence[int]) -> list[Any]:
+    """The queue gave up on a job (RabbitMQ's delivery limit: it kept killing
+    its workers): its still-queued deliveries become `dead`, listed and
+    replayable like any dead letter, rather than waiting forever. Returns the
+    jobs to publish (none)."""
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.pk.in_(list(delivery_pks)), deliveries.c.status == c.QUEUED)
+        .values(status=c.DEAD, reason=GAVE_UP, error="the queue's delivery limit was reached")
+    )
+    return []
 
 
 def dead_selection(app_pk: int, ids: Sequence[str] | None, notification_pk: int | None) -> sa.Select[Any]:

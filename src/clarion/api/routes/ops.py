@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from clarion.api.deps import RuntimeDep
 from clarion.api.errors import Problem, problem_responses
+from clarion.tracking.queue_depth import observe_queue_depth
 
 router = APIRouter(tags=["operations"])
 
@@ -36,5 +37,6 @@ async def readyz(runtime: RuntimeDep) -> Health:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics() -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
+    await observe_queue_depth(runtime)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
