@@ -30,21 +30,15 @@ SECRET_KEY = "00" * 32
 PG_URL = os.environ.get("CLARION_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _run_in_thread(coro: Awaitable[Any]) -> Any:
+def run_in_thread(coro: Awaitable[Any]) -> Any:
     """Session set-up may be first needed inside a test's running loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
 
 
 def make_settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        admin_token=ADMIN_TOKEN,
-        secret_key=SECRET_KEY,
-        allow_local_endpoints=False,
-        **extra,
-    )
+    values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "secret_key": SECRET_KEY, "allow_local_endpoints": False}
+    return Settings(data_dir=data_dir, database_url=database_url, **{**values, **extra})
 
 
 @pytest.fixture(scope="session")
@@ -57,27 +51,52 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         await upgrade(runtime.engine)
         await runtime.engine.dispose()
 
-    _run_in_thread(migrate())
+    run_in_thread(migrate())
     return data_dir / "clarion.db"
+
+
+def postgres_database_url(name: str) -> str:
+    """The URL of database `name` on the server the tests use."""
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _create_database_if_missing(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_async_engine(Settings(database_url=PG_URL).sqlalchemy_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            found = await conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if found.first() is None:
+                await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+def reset_postgres(url: str) -> str:
+    """Create the database at `url` when missing, empty it and migrate it; returns the url."""
+
+    async def reset() -> None:
+        await _create_database_if_missing(url)
+        engine = create_async_engine(Settings(database_url=url).sqlalchemy_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+                await conn.execute(sa.text("CREATE SCHEMA public"))
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run_in_thread(reset())
+    return url
 
 
 @pytest.fixture(scope="session")
 def postgres_migrated() -> str:
     """The test database, emptied and migrated once per session."""
-
-    async def reset() -> None:
-        engine = create_async_engine(Settings(database_url=PG_URL).sqlalchemy_url)
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            await conn.execute(sa.text("CREATE SCHEMA public"))
-        await upgrade(engine)
-        await engine.dispose()
-
-    _run_in_thread(reset())
-    return PG_URL
+    return reset_postgres(PG_URL)
 
 
-async def _truncate_postgres(runtime: Runtime) -> None:
+async def truncate_postgres(runtime: Runtime) -> None:
     names = ", ".join(table.name for table in metadata.sorted_tables)
     async with runtime.engine.begin() as conn:
         await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
@@ -92,7 +111,7 @@ async def runtime(request: pytest.FixtureRequest, tmp_path: Path, sqlite_templat
     else:
         url = request.getfixturevalue("postgres_migrated")
         rt = build_runtime(make_settings(tmp_path, url), announce=False)
-        await _truncate_postgres(rt)
+        await truncate_postgres(rt)
     yield rt
     await rt.aclose()
 

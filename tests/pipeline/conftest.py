@@ -7,20 +7,16 @@ does not collide with the API suite. A missing service fails, never skips."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from clarion.api.app import create_app
 from clarion.api.routes import dead_letters, notifications
@@ -29,31 +25,19 @@ from clarion.dispatch.providers import stored_provider_factory
 from clarion.dispatch.service import Pipeline
 from clarion.domain.retry import RetryPolicy
 from clarion.runtime import Runtime, build_runtime
-from clarion.store.migrate import upgrade
-from clarion.store.tables import metadata
-from tests.conftest import ADMIN, ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN, make_settings, postgres_database_url, reset_postgres, truncate_postgres
 from tests.fakes.apns import FakeAPNs
 from tests.fakes.fcm import FakeFCM
 from tests.fakes.webpush import FakeWebPush
+from tests.rabbitmq import own_vhost
 
-PIPELINE_PG_URL = os.environ.get(
-    "CLARION_PIPELINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/clarion_pipeline"
-)
-def _run_in_thread(coro: Any) -> Any:
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
-    return Settings(
-        data_dir=data_dir, database_url=database_url, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY, **extra
-    )
-
-
-async def _truncate_postgres(runtime: Runtime) -> None:
-    names = ", ".join(table.name for table in metadata.sorted_tables)
-    async with runtime.engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+# Its own database, so it does not collide with the API suite's truncation of `test`.
+PIPELINE_PG_URL = postgres_database_url("clarion_pipeline")
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """This session's own RabbitMQ vhost."""
+    with own_vhost("clarion_pipeline") as url:
+        yield url
 
 
 TERMINAL = ("sent", "delivered", "opened", "failed", "dead", "skipped", "canceled")
@@ -62,17 +46,7 @@ TERMINAL = ("sent", "delivered", "opened", "failed", "dead", "skipped", "cancele
 @pytest.fixture(scope="session")
 def postgres_migrated() -> str:
     """This suite's own database, emptied and migrated once per session."""
-
-    async def reset() -> None:
-        engine = create_async_engine(Settings(database_url=PIPELINE_PG_URL).sqlalchemy_url)
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            await conn.execute(sa.text("CREATE SCHEMA public"))
-        await upgrade(engine)
-        await engine.dispose()
-
-    _run_in_thread(reset())
-    return PIPELINE_PG_URL
+    return reset_postgres(PIPELINE_PG_URL)
 
 
 def build_app(runtime: Runtime) -> Any:
@@ -98,7 +72,7 @@ async def fakes() -> AsyncIterator[Fakes]:
 
 
 def fake_settings(data_dir: Path, database_url: str | None, fakes: Fakes) -> Settings:
-    return _settings(
+    return make_settings(
         data_dir, database_url, apns_url=fakes.apns.url, fcm_url=fakes.fcm.url,
         ca_file=fakes.apns.ca_pem_path, allow_local_endpoints=True,
     )
@@ -114,7 +88,7 @@ async def runtime(
         rt = build_runtime(fake_settings(tmp_path, None, fakes), announce=False)
     else:
         rt = build_runtime(fake_settings(tmp_path, request.getfixturevalue("postgres_migrated"), fakes), announce=False)
-        await _truncate_postgres(rt)
+        await truncate_postgres(rt)
     yield rt
     await rt.aclose()
 

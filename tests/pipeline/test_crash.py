@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import secrets
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -37,9 +35,9 @@ from clarion.runtime import build_runtime
 from clarion.security import new_id
 from clarion.store.apps import find_app
 from clarion.store.devices import device_context
-from clarion.store.migrate import upgrade
 from clarion.store.tables import deliveries, devices, notifications, users
-from tests.conftest import ADMIN, ADMIN_TOKEN, PG_URL, SECRET_KEY
+from tests.conftest import ADMIN, ADMIN_TOKEN, SECRET_KEY, postgres_database_url, reset_postgres
+from tests.rabbitmq import own_vhost
 from tests.server import ClarionProcess, running_clarion
 
 pytestmark = pytest.mark.slow
@@ -48,7 +46,6 @@ DEVICES = 20_000
 KILL_AFTER = 3_000  # pushes the fakes have accepted when the SIGKILL comes
 FINISH_SECONDS = 100
 CRASH_DATABASE = "clarion_crash"  # our own database on the test server: the API suite truncates `test`
-AMQP_BASE = os.environ.get("CLARION_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 BODY = {"type": "alert", "content": {"title": "crash", "body": "test"}, "audience": {"all": True}}
 # At most what the killed process had in flight: every platform's concurrent jobs.
 DUPLICATE_BOUND = 2 * c.PLATFORM_CONCURRENCY * c.DELIVERIES_PER_JOB
@@ -316,55 +313,14 @@ def test_serve_killed_mid_campaign(tmp_path: Path) -> None:
 
 
 def crash_database_url() -> str:
-    """`clarion_crash` on the server of CLARION_TEST_DATABASE_URL, created when missing, emptied and migrated."""
-    url = PG_URL.rsplit("/", 1)[0] + "/" + CRASH_DATABASE
-    asyncio.run(_reset_database(url))
-    return url
-
-
-async def _reset_database(url: str) -> None:
-    admin = create_async_engine(Settings(database_url=PG_URL).sqlalchemy_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            exists = (
-                await conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": CRASH_DATABASE})
-            ).first()
-            if exists is None:
-                await conn.execute(sa.text(f"CREATE DATABASE {CRASH_DATABASE}"))
-    finally:
-        await admin.dispose()
-    engine = create_async_engine(Settings(database_url=url).sqlalchemy_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            await conn.execute(sa.text("CREATE SCHEMA public"))
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-def rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-@contextlib.contextmanager
-def own_vhost() -> Iterator[str]:
-    """A fresh RabbitMQ vhost (so no other test's queues are touched); its amqp:// URL."""
-    vhost = f"clarion_crash_{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"{AMQP_BASE}/{vhost}"
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+    """`clarion_crash` on the test server: created when missing, emptied and migrated."""
+    return reset_postgres(postgres_database_url(CRASH_DATABASE))
 
 
 @contextlib.contextmanager
 def scaled_env(fakes: FakeProviders) -> Iterator[dict[str, str]]:
     database_url = crash_database_url()
-    with own_vhost() as amqp_url:
+    with own_vhost("clarion_crash") as amqp_url:
         yield {**fakes.env(), "CLARION_DATABASE_URL": database_url, "CLARION_QUEUE_URL": amqp_url}
 
 

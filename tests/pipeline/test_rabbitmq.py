@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 
@@ -16,24 +15,24 @@ from clarion.queue.rabbitmq import RabbitBroker, delay_level
 from clarion.runtime import Runtime
 from tests.pipeline.conftest import add_device, deliveries, wait_done
 
-AMQP_URL = os.environ.get("CLARION_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/clarion_pipeline")
 pytestmark = pytest.mark.rabbitmq
 
 
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
 async def runtime(request, tmp_path, fakes) -> AsyncIterator[Runtime]:
     from clarion.runtime import build_runtime
-    from tests.pipeline.conftest import _truncate_postgres, fake_settings
+    from tests.conftest import truncate_postgres
+    from tests.pipeline.conftest import fake_settings
 
     rt = build_runtime(fake_settings(tmp_path, request.getfixturevalue("postgres_migrated"), fakes), announce=False)
-    await _truncate_postgres(rt)
+    await truncate_postgres(rt)
     yield rt
     await rt.aclose()
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[RabbitBroker]:
-    rabbit = RabbitBroker(AMQP_URL, prefix=f"t{secrets.token_hex(4)}.")
+async def broker(amqp_url: str) -> AsyncIterator[RabbitBroker]:
+    rabbit = RabbitBroker(amqp_url, prefix=f"t{secrets.token_hex(4)}.")
     yield rabbit
     await rabbit.start()
     await rabbit.delete_all()

@@ -32,13 +32,13 @@ from tests.pipeline.test_crash import (
     fake_providers,
     outcome_of,
     post_campaign,
-    rabbitmqctl,
     scaled_env,
     seed_devices,
     settings_for,
     wait_completed,
 )
-from tests.pipeline.test_rabbitmq import AMQP_URL, broker, pipeline, policy, runtime  # noqa: F401 - fixtures
+from tests.pipeline.test_rabbitmq import broker, pipeline, policy, runtime  # noqa: F401 - fixtures
+from tests.rabbitmq import rabbitmqctl
 from tests.server import running_clarion
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -93,9 +93,9 @@ def test_broker_restarted_mid_campaign(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def idle_broker() -> AsyncIterator[RabbitBroker]:
+async def idle_broker(amqp_url: str) -> AsyncIterator[RabbitBroker]:
     """A declared topology nobody consumes from."""
-    rabbit = RabbitBroker(AMQP_URL, prefix=f"t{secrets.token_hex(4)}.")
+    rabbit = RabbitBroker(amqp_url, prefix=f"t{secrets.token_hex(4)}.")
     await rabbit.start()
     yield rabbit
     await rabbit.delete_all()
