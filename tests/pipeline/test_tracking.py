@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 
 from clarion.runtime import Runtime
 from clarion.store.tables import deliveries, notifications
-from tests.pipeline.conftest import add_device, deliveries as list_deliveries, wait_done
+from tests.pipeline.conftest import add_device, wait_done
+from tests.pipeline.conftest import deliveries as list_deliveries
 
 
 async def _mixed_campaign(api: httpx.AsyncClient, keys, fakes) -> tuple[dict[str, str], str]:  # type: ignore[no-untyped-def]
