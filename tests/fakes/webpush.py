@@ -13,6 +13,8 @@ secret; failures get the status a push service would give.
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import json
 import os
@@ -79,6 +81,7 @@ class FakeWebPush:
         self.received: list[ReceivedWebPush] = []
         self.vapid_jwts: set[str] = set()
         self.requests = 0
+        self.hold: asyncio.Event | None = None  # when set, answers wait for it (a slow push service)
         self._verified: dict[tuple[str, str, str], str | None] = {}
         self._state = _State()
         self._runner: web.AppRunner | None = None
@@ -131,6 +134,8 @@ class FakeWebPush:
             self._state.per_subscription.setdefault(endpoint.rsplit("/", 1)[1], []).append(scripted)
 
     async def _push(self, request: web.Request) -> web.Response:
+        if self.hold is not None:
+            await self.hold.wait()
         self.requests += 1
         sid = request.match_info["sid"]
         subscription = self.subscriptions.get(sid)

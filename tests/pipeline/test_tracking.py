@@ -126,3 +126,24 @@ async def test_queue_depth_gauge_counts_waiting_jobs(api, keys, fakes, runtime: 
             break
         await asyncio.sleep(0.1)
     assert waiting and float(waiting[0].split()[-1]) >= 1, text[-1500:]
+
+
+async def test_in_flight_gauge_rises_while_a_provider_answers_slowly(api, keys, fakes) -> None:  # type: ignore[no-untyped-def]
+    """Requests awaiting the provider show in clarion_provider_in_flight_requests, and drain to 0."""
+    auth = await keys()
+    hold = asyncio.Event()
+    fakes.webpush.hold = hold  # the fake waits for this before answering
+    for n in range(2):
+        await add_device(api, auth, f"slow{n}", "web", fakes=fakes)
+    body = {"type": "alert", "audience": {"all": True}, "content": {"title": "slow"}}
+    notification = (await api.post("/v1/notifications", json=body, headers=auth)).json()["id"]
+    seen = 0.0
+    for _ in range(100):
+        seen = REGISTRY.get_sample_value("clarion_provider_in_flight_requests", {"platform": "web"}) or 0.0
+        if seen >= 2:
+            break
+        await asyncio.sleep(0.05)
+    hold.set()
+    await wait_done(api, auth, notification)
+    assert seen >= 2
+    assert REGISTRY.get_sample_value("clarion_provider_in_flight_requests", {"platform": "web"}) == 0

@@ -37,9 +37,14 @@ async def next_page(
     if "device_ids" in audience:
         return await _device_ids_page(conn, app_pk, audience["device_ids"], after or 0, limit)
     condition = await _user_condition(conn, app_pk, audience)
+    # SQLite would serve `app_pk = ?` from the (app_pk, user_id) index and sort
+    # the whole app's users for every page (1M users: fan-out slowed from
+    # ~16k to ~2.7k deliveries/s); `+ 0` keeps it on the pk range instead.
+    # An index on users (app_pk, pk) would serve both.
+    same_app = (users.c.app_pk + 0 if conn.dialect.name == "sqlite" else users.c.app_pk) == app_pk
     query = (
         sa.select(users.c.pk, users.c.user_id, users.c.timezone)
-        .where(users.c.app_pk == app_pk, users.c.pk > (after or 0), condition)
+        .where(same_app, users.c.pk > (after or 0), condition)
         .order_by(users.c.pk)
         .limit(limit)
     )

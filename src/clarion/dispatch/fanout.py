@@ -202,38 +202,62 @@ class FanOut:
 async def _insert(
     conn: AsyncConnection, notification: sa.Row[Any], planned: list[tuple[User, Planned]]
 ) -> tuple[int | None, list[Job]]:
-    """Write the deliveries; (the first new pk, the jobs for the queued ones)."""
+    """Write the deliveries; (the first new pk, the jobs for the queued ones).
+
+    Plain tuples go straight to the driver's executemany: SQLAlchemy's
+    per-row parameter processing for `INSERT … RETURNING` cost more than
+    SQLite's own work here (profiled: ~2/3 of fan-out). The new pks are read
+    back: only the claim's holder inserts this notification's deliveries, and
+    every pk drawn after `before` was read is greater than it."""
     if not planned:
         return None, []
-    now = datetime.now(UTC)
-    rows = [_delivery_row(notification, user, p, now) for user, p in planned]
-    statement = deliveries.insert().returning(deliveries.c.pk, sort_by_parameter_order=True)
-    pks = [r.pk for r in await conn.execute(statement, rows)]
-    queued = (
-        (pk, row["platform"], row["not_before"])
-        for pk, row in zip(pks, rows, strict=True)
-        if row["status"] == c.QUEUED
+    bind = deliveries.c.queued_at.type.bind_processor(conn.dialect)
+    assert bind is not None
+    queued_at = bind(datetime.now(UTC))
+    rows = [_delivery_row(notification, user, p, queued_at, bind) for user, p in planned]
+    before = (await conn.execute(sa.select(sa.func.max(deliveries.c.pk)))).scalar() or 0
+    await conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
+    query = (
+        sa.select(deliveries.c.pk, deliveries.c.platform, deliveries.c.status, deliveries.c.not_before)
+        # `+ 0` keeps the planner on the pk range (this batch's rows): through the
+        # (notification, status) index it would scan every earlier batch's rows too.
+        .where((deliveries.c.notification_pk + 0) == notification.pk, deliveries.c.pk > before)
+        .order_by(deliveries.c.pk)
     )
-    return pks[0], jobs_for(notification.app_pk, notification.pk, queued)
+    created = (await conn.execute(query)).all()
+    if len(created) != len(rows):
+        raise RuntimeError(f"inserted {len(rows)} deliveries, found {len(created)}")
+    queued = ((r.pk, r.platform, r.not_before) for r in created if r.status == c.QUEUED)
+    return created[0].pk, jobs_for(notification.app_pk, notification.pk, queued)
 
 
-def _delivery_row(notification: sa.Row[Any], user: User, planned: Planned, now: datetime) -> dict[str, Any]:
+_INSERT_COLUMNS = (
+    "id", "notification_pk", "app_pk", "user_pk", "user_id", "device_pk", "device_id",
+    "platform", "status", "reason", "attempts", "not_before", "queued_at",
+)
+
+
+def _insert_sql(paramstyle: str) -> str:
+    count = len(_INSERT_COLUMNS)
+    marks = [f"${i}" for i in range(1, count + 1)] if paramstyle == "numeric_dollar" else ["?"] * count
+    if paramstyle not in ("numeric_dollar", "qmark"):
+        marks = ["%s"] * count
+    return f"INSERT INTO deliveries ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(marks)})"
+
+
+def _delivery_row(
+    notification: sa.Row[Any], user: User, planned: Planned, queued_at: Any, bind: Any
+) -> tuple[Any, ...]:
+    """One row in `_INSERT_COLUMNS` order, datetimes already in the driver's form."""
     device = planned.device
-    return {
-        "id": str(uuid.uuid4()),
-        "notification_pk": notification.pk,
-        "app_pk": notification.app_pk,
-        "user_pk": user.pk,
-        "user_id": user.user_id,
-        "device_pk": device.pk if device else None,
-        "device_id": device.id if device else None,
-        "platform": device.platform if device else None,
-        "status": planned.status,
-        "reason": planned.reason,
-        "attempts": 0,
-        "not_before": planned.not_before,
-        "queued_at": now if planned.status == c.QUEUED else None,
-    }
+    queued = planned.status == c.QUEUED
+    return (
+        str(uuid.uuid4()), notification.pk, notification.app_pk, user.pk, user.user_id,
+        device.pk if device else None, device.id if device else None, device.platform if device else None,
+        planned.status, planned.reason, 0,
+        bind(planned.not_before) if planned.not_before is not None else None,
+        queued_at if queued else None,
+    )
 
 
 def jobs_for(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from clarion.providers.base import Outcome, Provider, Push, Retry
 from clarion.queue.base import Broker, Job, Message
 from clarion.security import SecretBox
 from clarion.store.devices import deactivate_device, decrypt_device
+from clarion.store.notifications import bury
 from clarion.store.tables import apps, deliveries, devices, notifications, users
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class Worker:
 
     async def handle(self, message: Message) -> None:
         job = message.job
+        if message.extra.get("poison"):  # the broker gave up on this job: its deliveries are dead
+            await self.broker.commit(self.engine, lambda conn: bury(conn, job.deliveries), settled=[message])
+            return
         now = datetime.now(UTC)
         notification = await self._notification(job.notification_pk)
         rows = await self._load(job.deliveries) if notification is not None else []
@@ -83,14 +87,16 @@ class Worker:
             await self._count(job, notification, batch)
 
     async def _count(self, job: Job, notification: sa.Row[Any], batch: Batch) -> None:
-        """Metrics after the commit: statuses reached, and accept-to-sent latency."""
+        """Metrics after the commit: statuses reached, and accept-to-sent latency.
+        Tallied first: one labelled increment per status and reason, not per delivery."""
         app_id = await self._app_id(job.app_pk)
+        reached = Counter((u.status, u.reason or "") for u in batch.updates.values() if u.status in FINAL_COUNTED)
+        for (status, reason), number in reached.items():
+            metrics.DELIVERIES.labels(app_id, job.platform, status, reason).inc(number)
+        latency = metrics.ACCEPT_TO_SENT.labels(job.platform)
         for update in batch.updates.values():
-            if update.status in FINAL_COUNTED:
-                metrics.DELIVERIES.labels(app_id, job.platform, update.status, update.reason or "").inc()
             if update.status == c.SENT and update.sent_at is not None:
-                latency = (update.sent_at - notification.created_at).total_seconds()
-                metrics.ACCEPT_TO_SENT.labels(job.platform).observe(max(0.0, latency))
+                latency.observe(max(0.0, (update.sent_at - notification.created_at).total_seconds()))
 
     async def _app_id(self, app_pk: int) -> str:
         if app_pk not in self._app_ids:
@@ -114,32 +120,8 @@ class Worker:
 
     async def _load(self, pks: Sequence[int]) -> list[sa.Row[Any]]:
         """The job's deliveries that are still queued (a repeat finds fewer)."""
-        query = (
-            sa.select(
-                deliveries.c.pk,
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.not_before,
-                deliveries.c.device_pk,
-                deliveries.c.platform,
-                deliveries.c.user_id,
-                devices.c.token_enc,
-                devices.c.active,
-                devices.c.locale.label("device_locale"),
-                devices.c.timezone.label("device_tz"),
-                users.c.attributes,
-                users.c.locale.label("user_locale"),
-                users.c.timezone.label("user_tz"),
-            )
-            .select_from(
-                deliveries.outerjoin(devices, devices.c.pk == deliveries.c.device_pk).outerjoin(
-                    users, users.c.pk == deliveries.c.user_pk
-                )
-            )
-            .where(deliveries.c.pk.in_(list(pks)), deliveries.c.status == c.QUEUED)
-        )
         async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+            return list((await conn.execute(_LOAD, {"pks": list(pks)})).all())
 
     def _sort(self, notification: sa.Row[Any], rows: list[sa.Row[Any]], now: datetime) -> Batch:
         spec = spec_of(notification)
@@ -201,8 +183,13 @@ class Worker:
             for row, _push, _expires in batch.to_send:
                 batch.updates[row.pk] = StatusUpdate(c.FAILED, row.attempts, reason=c.NO_CREDENTIALS)
             return
+        in_flight = metrics.IN_FLIGHT.labels(job.platform)
+        in_flight.inc(len(batch.to_send))
         started = time.perf_counter()
-        outcomes = await _send(provider, [push for _row, push, _exp in batch.to_send])
+        try:
+            outcomes = await _send(provider, [push for _row, push, _exp in batch.to_send])
+        finally:
+            in_flight.dec(len(batch.to_send))
         metrics.PROVIDER_REQUEST.labels(job.platform).observe(time.perf_counter() - started)
         answered = datetime.now(UTC)
         for (row, _push, expires), outcome in zip(batch.to_send, outcomes, strict=True):
@@ -234,41 +221,81 @@ async def _send(provider: Provider, pushes: list[Push]) -> list[Outcome]:
 
 
 async def write_statuses(conn: AsyncConnection, updates: dict[int, StatusUpdate]) -> None:
-    """One multi-row UPDATE per kind: `sent` may overwrite a `canceled` that
-    raced the provider's answer (it was sent); the rest only a `queued`."""
-    sent = [_params(pk, u) for pk, u in updates.items() if u.status == c.SENT]
-    other = [_params(pk, u) for pk, u in updates.items() if u.status != c.SENT]
-    for params, allowed in ((sent, (c.QUEUED, c.CANCELED)), (other, (c.QUEUED,))):
+    """`sent` may overwrite a `canceled` that raced the provider's answer (it
+    was sent); the rest only a `queued`. Updates with the same values (a
+    batch's `sent`s share their answer time) go as one `UPDATE … WHERE pk IN`;
+    the rest (retries, each with its own jittered time) as one executemany."""
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for pk, update in updates.items():
+        groups[_values(update)].append(pk)
+    singles: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for values, pks in groups.items():
+        named, sent = dict(zip(_PARAM_NAMES, values, strict=True)), values[0] == c.SENT
+        if len(pks) == 1:
+            singles[sent].append({"b_pk": pks[0], **named})
+        else:
+            await conn.execute(_GROUP_UPDATE[sent], {"pks": pks, **named})
+    for sent, params in singles.items():
         if params:
-            # Literal IN: an expanding parameter cannot go through executemany.
-            condition = sa.or_(*(deliveries.c.status == sa.literal_column(f"'{s}'") for s in allowed))
-            await conn.execute(_UPDATE.where(condition), params)
+            await conn.execute(_ONE_UPDATE[sent], params)
 
 
-_UPDATE = (
-    deliveries.update()
-    .where(deliveries.c.pk == sa.bindparam("b_pk"))
-    .values(
-        status=sa.bindparam("b_status"),
-        attempts=sa.bindparam("b_attempts"),
-        reason=sa.bindparam("b_reason"),
-        error=sa.bindparam("b_error"),
-        not_before=sa.bindparam("b_not_before"),
-        sent_at=sa.bindparam("b_sent_at"),
+_PARAM_NAMES = ("b_status", "b_attempts", "b_reason", "b_error", "b_not_before", "b_sent_at")
+_SET = {name[2:]: sa.bindparam(name) for name in _PARAM_NAMES}
+# Literal IN for the status: an expanding parameter cannot go through executemany.
+_ALLOWED = {
+    sent: sa.or_(*(deliveries.c.status == sa.literal_column(f"'{s}'") for s in allowed))
+    for sent, allowed in ((True, (c.QUEUED, c.CANCELED)), (False, (c.QUEUED,)))
+}
+_ONE_UPDATE = {
+    sent: deliveries.update().where(deliveries.c.pk == sa.bindparam("b_pk"), allowed).values(**_SET)
+    for sent, allowed in _ALLOWED.items()
+}
+_GROUP_UPDATE = {
+    sent: deliveries.update()
+    .where(deliveries.c.pk.in_(sa.bindparam("pks", expanding=True)), allowed)
+    .values(**_SET)
+    for sent, allowed in _ALLOWED.items()
+}
+
+
+def _values(update: StatusUpdate) -> tuple[Any, ...]:
+    """What a status update writes, in `_PARAM_NAMES` order."""
+    return (
+        update.status,
+        update.attempts,
+        update.reason[:64] if update.reason else None,
+        update.error[:1000] if update.error else None,
+        update.not_before,
+        update.sent_at,
     )
+
+
+# Built once: a statement made per call pays SQLAlchemy's cache-key walk every time.
+_LOAD = (
+    sa.select(
+        deliveries.c.pk,
+        deliveries.c.id,
+        deliveries.c.attempts,
+        deliveries.c.not_before,
+        deliveries.c.device_pk,
+        deliveries.c.platform,
+        deliveries.c.user_id,
+        devices.c.token_enc,
+        devices.c.active,
+        devices.c.locale.label("device_locale"),
+        devices.c.timezone.label("device_tz"),
+        users.c.attributes,
+        users.c.locale.label("user_locale"),
+        users.c.timezone.label("user_tz"),
+    )
+    .select_from(
+        deliveries.outerjoin(devices, devices.c.pk == deliveries.c.device_pk).outerjoin(
+            users, users.c.pk == deliveries.c.user_pk
+        )
+    )
+    .where(deliveries.c.pk.in_(sa.bindparam("pks", expanding=True)), deliveries.c.status == c.QUEUED)
 )
-
-
-def _params(pk: int, update: StatusUpdate) -> dict[str, Any]:
-    return {
-        "b_pk": pk,
-        "b_status": update.status,
-        "b_attempts": update.attempts,
-        "b_reason": update.reason[:64] if update.reason else None,
-        "b_error": update.error[:1000] if update.error else None,
-        "b_not_before": update.not_before,
-        "b_sent_at": update.sent_at,
-    }
 
 
 async def _flag_credentials(conn: AsyncConnection, app_pk: int, provider: str, reason: str) -> None:
