@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -109,8 +110,21 @@ class FcmCredentials(Strict):
 
 
 class WebPushCredentials(Strict):
-    subject: Annotated[str, Field(pattern=r"^(mailto:.+|https://.+)$", max_length=300)]
+    subject: Annotated[str, Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$", max_length=300)]
     vapid_private_key: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _contact_url(cls, value: str) -> str:
+        """RFC 8292: a mailto: or https: URI the push service can use to reach you."""
+        if value.startswith("https://"):
+            try:
+                host = urlsplit(value).hostname
+            except ValueError as exc:
+                raise ValueError("subject is not a valid https:// URL") from exc
+            if not host:
+                raise ValueError("subject needs a host, e.g. https://example.com/contact")
+        return value
 
 
 class VapidPublicKey(BaseModel):
