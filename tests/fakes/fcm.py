@@ -15,7 +15,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -23,7 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.tls import ca_pem_path, server_ssl_context
+from tests.fakes.tls import AiohttpServer
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _TTL = re.compile(r"^\d+(\.\d{1,9})?s$")
@@ -47,9 +46,10 @@ class FcmState:
     oauth_status: int = 200
 
 
-class FakeFCM:
+class FakeFCM(AiohttpServer):
     def __init__(self, *, project_id: str = "clarion-test", record: bool = True, tls: bool = False,
                  token_lifetime: int = 3600) -> None:
+        super().__init__()
         self.project_id = project_id
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.record, self.tls, self.token_lifetime = record, tls, token_lifetime
@@ -58,37 +58,17 @@ class FakeFCM:
         self.assertions = 0
         self.requests = 0
         self._state = FcmState()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     async def start(self) -> FakeFCM:
         app = web.Application()
         app.router.add_post("/token", self._token)
         app.router.add_post("/v1/projects/{project}/messages:send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl_context() if self.tls else None)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.serve(app, tls=self.tls)
         return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeFCM:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    @property
-    def ca_pem_path(self) -> Path:
-        return ca_pem_path()
 
     def service_account(self) -> dict[str, str]:
         """A service-account JSON whose token_uri is this fake."""

@@ -7,6 +7,7 @@ import ssl
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import trustme
 
@@ -32,3 +33,35 @@ def server_ssl_context(alpn: list[str] | None = None) -> ssl.SSLContext:
     if alpn:
         context.set_alpn_protocols(alpn)
     return context
+
+
+class AiohttpServer:
+    """One aiohttp app on a free loopback port (TLS with the throwaway CA by
+    default): the start/stop and context-manager plumbing the HTTP/1.1 fakes share."""
+
+    def __init__(self) -> None:
+        self._runner: Any = None
+        self.port = 0
+
+    async def serve(self, app: Any, tls: bool = True) -> None:
+        from aiohttp import web
+
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl_context() if tls else None)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Any:
+        return await self.start()  # type: ignore[attr-defined]
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def ca_pem_path(self) -> Path:
+        return ca_pem_path()

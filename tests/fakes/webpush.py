@@ -14,7 +14,6 @@ secret; failures get the status a push service would give.
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import json
 import os
@@ -22,7 +21,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import http_ece
@@ -32,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clarion.providers.base import WebKeys
-from tests.fakes.tls import ca_pem_path, server_ssl_context
+from tests.fakes.tls import AiohttpServer
 
 _VAPID = re.compile(r"^vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)$")
 _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -72,9 +70,10 @@ class _State:
     everyone: list[WebScripted] = field(default_factory=list)
 
 
-class FakeWebPush:
+class FakeWebPush(AiohttpServer):
     def __init__(self, *, record: bool = True, host: str = "127.0.0.1", vapid_public_key: str | None = None,
                  decrypt: bool = True) -> None:
+        super().__init__()
         self.record, self.host, self.decrypt = record, host, decrypt
         self.expected_vapid_key = vapid_public_key  # when set, other keys get 403
         self.subscriptions: dict[str, Subscription] = {}
@@ -84,36 +83,16 @@ class FakeWebPush:
         self.hold: asyncio.Event | None = None  # when set, answers wait for it (a slow push service)
         self._verified: dict[tuple[str, str, str], str | None] = {}
         self._state = _State()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     async def start(self) -> FakeWebPush:
         app = web.Application()
         app.router.add_post("/push/{sid}", self._push)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl_context())
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.serve(app)
         return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeWebPush:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def origin(self) -> str:
         return f"https://{self.host}:{self.port}"
-
-    @property
-    def ca_pem_path(self) -> Path:
-        return ca_pem_path()
 
     def subscribe(self) -> tuple[str, WebKeys]:
         """A new browser subscription: (endpoint, keys) as the browser would report them."""
