@@ -36,6 +36,7 @@ from hpack import Decoder
 from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
 
+from tests.fakes.scripting import take_scripted
 from tests.fakes.tls import ca_pem_path, server_ssl_context
 
 _PATH = re.compile(rb"^/3/device/([0-9a-fA-F]{64,200})$")
@@ -238,15 +239,7 @@ class FakeAPNs:
         return "InvalidProviderToken" if age < -60 else None
 
     def _scripted(self, token: str) -> Scripted | None:
-        for queue in (self._behaviour.per_token.get(token), self._behaviour.everyone):
-            if queue:
-                scripted = queue[0]
-                if scripted.times is not None:
-                    scripted.times -= 1
-                    if scripted.times <= 0:
-                        queue.pop(0)
-                return scripted
-        return None
+        return take_scripted(self._behaviour.per_token.get(token), self._behaviour.everyone)
 
     def response_block(self, status: int, apns_id: bytes, retry_after: str | None) -> bytes:
         block = _status(status) + _literal(b"apns-id", apns_id)

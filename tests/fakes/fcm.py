@@ -22,6 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.scripting import take_scripted
 from tests.fakes.tls import AiohttpServer
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -144,15 +145,7 @@ class FakeFCM(AiohttpServer):
         return web.json_response({"name": f"projects/{self.project_id}/messages/{secrets.token_hex(8)}"})
 
     def _scripted(self, token: str) -> FcmScripted | None:
-        for queue in (self._state.per_token.get(token), self._state.everyone):
-            if queue:
-                scripted = queue[0]
-                if scripted.times is not None:
-                    scripted.times -= 1
-                    if scripted.times <= 0:
-                        queue.pop(0)
-                return scripted
-        return None
+        return take_scripted(self._state.per_token.get(token), self._state.everyone)
 
 
 def _check_message(message: Any) -> str | None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clarion.providers.base import WebKeys
+from tests.fakes.scripting import take_scripted
 from tests.fakes.tls import AiohttpServer
 
 _VAPID = re.compile(r"^vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)$")
@@ -179,12 +180,4 @@ class FakeWebPush(AiohttpServer):
         return None
 
     def _scripted(self, sid: str) -> WebScripted | None:
-        for queue in (self._state.per_subscription.get(sid), self._state.everyone):
-            if queue:
-                scripted = queue[0]
-                if scripted.times is not None:
-                    scripted.times -= 1
-                    if scripted.times <= 0:
-                        queue.pop(0)
-                return scripted
-        return None
+        return take_scripted(self._state.per_subscription.get(sid), self._state.everyone)
