@@ -289,9 +289,7 @@ async def get_notification(
     notification_id: str, runtime: RuntimeDep, principal: SecretApp
 ) -> NotificationView:
     assert principal.app_pk is not None
-    async with runtime.engine.connect() as conn:
-        row = await _find(conn, principal.app_pk, notification_id)
-        return notification_view(row, await records.counts(conn, row.pk))
+    return await _current_view(runtime, principal.app_pk, notification_id)
 
 
 @router.get("/v1/notifications/{notification_id}/deliveries", response_model=DeliveryPage)
@@ -319,6 +317,11 @@ async def cancel_notification(
     async with runtime.engine.begin() as conn:
         row = await _find(conn, principal.app_pk, notification_id)
         await records.cancel(conn, row.pk)
+    return await _current_view(runtime, principal.app_pk, notification_id)
+
+
+async def _current_view(runtime: Any, app_pk: int, notification_id: str) -> NotificationView:
+    """The notification as stored now, with its counts (404 when not this app's)."""
     async with runtime.engine.connect() as conn:
-        row = await _find(conn, principal.app_pk, notification_id)
+        row = await _find(conn, app_pk, notification_id)
         return notification_view(row, await records.counts(conn, row.pk))
