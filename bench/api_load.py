@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+import httpx  # noqa: E402
+from tests.ports import free_port  # noqa: E402
+
 ADMIN_TOKEN = "adm_bench-admin-token"
 SECRET_KEY = "11" * 32
 
@@ -84,11 +86,6 @@ class Clarion:
     process: subprocess.Popen[bytes]
     log: Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clarion_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:

@@ -28,7 +28,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import sqlalchemy as sa  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.fakes.process import FakeHandle, fake_in_subprocess  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 from clarion.config import Settings  # noqa: E402
 from clarion.domain.vapid import new_vapid_keypair  # noqa: E402
@@ -72,11 +72,6 @@ console = Console(stderr=True)
 
 
 # -- processes: start, sample, stop ----------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @dataclass
 class Proc:

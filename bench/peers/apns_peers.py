@@ -25,6 +25,7 @@ ROOT = PEERS.parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.fakes.process import FakeHandle, fake_in_subprocess  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 PARSE_DATABASE = "parse_bench"
 
@@ -91,7 +92,9 @@ def ensure_database(name: str = PARSE_DATABASE) -> str:
 def parse_server(fake: FakeHandle, n: int, request_timeout: int | None = None,
                  max_session_memory: int | None = None) -> dict[str, Any]:
     """Parse Server (push adapter → node-apn) broadcasting to `n` iOS installations on PostgreSQL."""
-    config = apns_config(fake.info, n=n, databaseURI=ensure_database(), requestTimeout=request_timeout,
+    # The port comes from the OS: a random pick could be taken, or one Node's fetch refuses.
+    config = apns_config(fake.info, n=n, databaseURI=ensure_database(), serverPort=free_port(),
+                         requestTimeout=request_timeout,
                          maxSessionMemory=max_session_memory)
     return with_fake_counts(fake, lambda: run_node("parse_push.js", config, fake.info["ca_pem_path"], 1200))
 

@@ -3,7 +3,7 @@
 //
 //   NODE_EXTRA_CA_CERTS=ca.pem node parse_push.js config.json
 //
-// config.json: {address, port, key (PEM), keyId, teamId, topic, n, databaseURI,
+// config.json: {address, port, key (PEM), keyId, teamId, topic, n, databaseURI, serverPort,
 //               requestTimeout?, maxSessionMemory?}
 // The installations are written straight into Parse's _Installation table (one
 // made through the REST API first, so Parse creates the table its own way).
@@ -19,8 +19,8 @@ const { ParseServer } = require('parse-server');
 
 const APP_ID = 'bench';
 const MASTER_KEY = 'bench-master-key';
-const PORT = 1337 + Math.floor(Math.random() * 20000);
-const SERVER_URL = `http://127.0.0.1:${PORT}/parse`;
+const CONFIG = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const SERVER_URL = `http://127.0.0.1:${CONFIG.serverPort}/parse`;
 const HEADERS = { 'X-Parse-Application-Id': APP_ID, 'X-Parse-Master-Key': MASTER_KEY,
   'Content-Type': 'application/json' };
 
@@ -77,14 +77,13 @@ function collectErrors() {
 }
 
 async function main() {
-  const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
   const errors = collectErrors();
   await ParseServer.startApp({
-    appId: APP_ID, masterKey: MASTER_KEY, databaseURI: config.databaseURI, serverURL: SERVER_URL,
-    port: PORT, host: '127.0.0.1', mountPath: '/parse', push: { adapter: await pushAdapter(config) },
+    appId: APP_ID, masterKey: MASTER_KEY, databaseURI: CONFIG.databaseURI, serverURL: SERVER_URL,
+    port: CONFIG.serverPort, host: '127.0.0.1', mountPath: '/parse', push: { adapter: await pushAdapter(CONFIG) },
     logLevel: 'error', silent: true, verifyServerUrl: false, masterKeyIps: ['127.0.0.1', '::1'],
   });
-  await addInstallations(config);
+  await addInstallations(CONFIG);
   const start = process.hrtime.bigint();
   const answer = await rest('POST', '/push', { where: { deviceType: 'ios' },
     data: { alert: { title: 'Hello', body: 'A message of ordinary length for a push' }, sound: 'default' } });
@@ -92,8 +91,8 @@ async function main() {
   const status = await waitForPush(statusId, Date.now() + 600_000);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   process.stdout.write(JSON.stringify({
-    sends: config.n, sent: status.numSent || 0, failed: status.numFailed || 0, status: status.status,
-    seconds, sends_per_second: config.n / seconds, errors,
+    sends: CONFIG.n, sent: status.numSent || 0, failed: status.numFailed || 0, status: status.status,
+    seconds, sends_per_second: CONFIG.n / seconds, errors,
   }) + '\n');
   process.exit(0);
 }
