@@ -86,6 +86,17 @@ async def test_bad_keys_and_missing_keys_are_invalid_tokens(webpush: FakeWebPush
     assert webpush.requests == 0
 
 
+async def test_payload_grown_past_the_limit_fails_without_deactivating(webpush: FakeWebPush,
+                                                                        webpush_client: WebPushClient) -> None:
+    """A payload over 4096 bytes once encrypted (a template can grow it after acceptance) fails as too large;
+    the device stays active and nothing is sent."""
+    endpoint, keys = webpush.subscribe()
+    [outcome] = await webpush_client.send([push(token=endpoint, web_keys=keys,
+                                                content=Content(title="Hi", body="x" * 4000))])
+    assert isinstance(outcome, Failed) and outcome.reason == "payload_too_large" and not outcome.invalid_token
+    assert webpush.requests == 0
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.0.0.7", "169.254.169.254", "0.0.0.0",
                                   "[::ffff:8.8.8.8]", "192.168.1.1"])
 async def test_local_endpoints_are_refused(webpush: FakeWebPush, vapid_key: str, host: str) -> None:

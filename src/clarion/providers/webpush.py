@@ -15,7 +15,6 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -25,7 +24,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import http_ece
 import jwt
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography.hazmat.primitives import serialization
@@ -33,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from clarion.providers.base import Failed, Outcome, Platform, Push, Retry, Sent
 from clarion.providers.outcomes import Verdict, outcome_for, parse_retry_after, status_verdict
-from clarion.providers.payloads import webpush_payload
+from clarion.providers.payloads import MAX_PAYLOAD_BYTES, WEBPUSH_OVERHEAD, webpush_payload
+from clarion.providers.webpush_encryption import encrypt as encrypt_message
 
 V = Verdict
 # Push services answer 201 Created; these are the other answers that mean something.
@@ -148,11 +147,8 @@ def encrypt(payload: bytes, p256dh: str, auth: str) -> bytes:
     """RFC 8291 aes128gcm body, with a fresh sender key and salt per message.
     Raises ValueError when the subscription's keys are malformed."""
     try:
-        return http_ece.encrypt(
-            payload, salt=os.urandom(16), private_key=ec.generate_private_key(ec.SECP256R1()),
-            dh=b64url_decode(p256dh), auth_secret=b64url_decode(auth), version="aes128gcm",
-        )
-    except (http_ece.ECEException, ValueError, TypeError) as exc:
+        return encrypt_message(payload, b64url_decode(p256dh), b64url_decode(auth))
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"bad subscription keys: {exc}") from exc
 
 
@@ -221,8 +217,12 @@ class WebPushClient:
             return Failed("endpoint_refused", f"{url.hostname} is a local or private address")
         if push.web_keys is None:
             return Failed("missing_keys", "the subscription has no p256dh/auth keys", invalid_token=True)
+        payload = webpush_payload(push)
+        if len(payload) + WEBPUSH_OVERHEAD > MAX_PAYLOAD_BYTES:  # templates can grow a payload after acceptance
+            return Failed("payload_too_large", f"Web Push payload is {len(payload) + WEBPUSH_OVERHEAD} bytes "
+                          f"encrypted (max {MAX_PAYLOAD_BYTES})")
         try:
-            body = encrypt(webpush_payload(push), push.web_keys.p256dh, push.web_keys.auth)
+            body = encrypt(payload, push.web_keys.p256dh, push.web_keys.auth)
         except ValueError as exc:
             return Failed("bad_keys", str(exc), invalid_token=True)
         origin = f"{url.scheme}://{url.netloc}"
