@@ -1,11 +1,13 @@
 """End to end through the fakes: sections 3, 4 and 5 of `make bench` (issue 7).
 
-    .venv/bin/python bench/pipeline.py --size 100000 --out DIR [--quick] [--only embedded,scaled,fanout]
+    .venv/bin/python bench/pipeline.py --size 100000 --out DIR [--quick] [--only embedded,ios,scaled,fanout]
 
 3 embedded: `clarion serve` (SQLite in a temp data dir) with fake APNs / FCM /
   Web Push each in its own process; N devices mixed across ios/android/web,
   seeded in-process through clarion's own store code before serve starts; timed
   from `POST /v1/notifications` (audience all) until no delivery is queued.
+  Also an iOS-only broadcast of --ios-size devices: the one Parse Server sends
+  in section 7, so the two compare like for like (`embedded_ios`).
 4 scaled: the same on PostgreSQL (database `clarion_bench`) + RabbitMQ (vhost
   `clarion_bench` when rabbitmqctl can make it), `clarion api` + 1, then 2,
   `clarion worker` processes.
@@ -65,7 +67,9 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "clarion_bench"
 RABBIT_VHOST = "clarion_bench"
 # The broadcast's platform mix (weights), one device per user.
-MIX = (("ios", 1), ("android", 1), ("web", 1))
+Mix = tuple[tuple[str, int], ...]
+MIX: Mix = (("ios", 1), ("android", 1), ("web", 1))
+IOS_ONLY: Mix = (("ios", 1),)  # the broadcast Parse Server sends in bench/peers
 CONTENT = {"title": "Hello", "body": "A message of ordinary length for a push"}
 SEED_CHUNK = 5_000
 console = Console(stderr=True)
@@ -180,8 +184,8 @@ def settings_for(data_dir: Path, database_url: str | None = None) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY)
 
 
-def platforms(n: int) -> list[str]:
-    cycle = [name for name, weight in MIX for _ in range(weight)]
+def platforms(n: int, mix: Mix) -> list[str]:
+    cycle = [name for name, weight in mix for _ in range(weight)]
     return [cycle[i % len(cycle)] for i in range(n)]
 
 
@@ -235,7 +239,7 @@ def _device_row(runtime: Runtime, app_pk: int, user_pk: int, platform: str, web:
             "created_at": stamp, "last_seen_at": stamp}
 
 
-async def seed(settings: Settings, fakes: Fakes, n: int) -> str:
+async def seed(settings: Settings, fakes: Fakes, n: int, mix: Mix = MIX) -> str:
     """Migrate, create the app and n devices; returns the app's secret key."""
     runtime = build_runtime(settings, announce=False)
     try:
@@ -243,7 +247,7 @@ async def seed(settings: Settings, fakes: Fakes, n: int) -> str:
         key = await create_app(runtime, fakes)
         async with runtime.engine.connect() as conn:
             app_pk = (await conn.execute(sa.text("select max(pk) from apps"))).scalar()
-        kinds = platforms(n)
+        kinds = platforms(n, mix)
         subscriptions = fakes.webpush.call("subscribe", kinds.count("web")) if "web" in kinds else []
         await seed_devices(runtime, int(app_pk), kinds, subscriptions)
         return key
@@ -269,7 +273,7 @@ def broadcast(api: Proc, key: str, n: int, timeout: float) -> dict[str, Any]:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"broadcast not done after {timeout:.0f} s: {counts}")
-            time.sleep(0.2 if n <= 20_000 else 0.5)
+            time.sleep(0.05 if n <= 10_000 else 0.2 if n <= 20_000 else 0.5)  # small runs need fine timing
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "counts": counts}
 
@@ -296,16 +300,16 @@ def measured(name: str, procs: list[Proc], fakes: Fakes, run: Any) -> dict[str, 
 
 
 # -- section 3: embedded -------------------------------------------------------------------
-def embedded(n: int, work: Path, profile: Path | None) -> dict[str, Any]:
-    data_dir = work / "embedded"
+def embedded(n: int, work: Path, profile: Path | None, mix: Mix = MIX) -> dict[str, Any]:
+    data_dir = work / f"embedded-{'-'.join(name for name, _ in mix)}"
     with running_fakes(work) as (fakes, bundle):
         started = time.perf_counter()
-        key = asyncio.run(seed(settings_for(data_dir), fakes, n))
+        key = asyncio.run(seed(settings_for(data_dir), fakes, n, mix))
         console.print(f"  embedded: seeded {n:,} devices in {time.perf_counter() - started:.1f} s")
         prefix = [sys.executable, "-m", "pyinstrument", "--show-all", "-o", str(profile)] if profile else None
         with clarion("serve", data_dir, fakes.env(bundle), prefix) as serve:
             result = measured("embedded", [serve], fakes, lambda: broadcast(serve, key, n, timeout=max(120, n / 50)))
-    result["mix"] = dict(MIX)
+    result["mix"] = dict(mix)
     return result
 
 
@@ -452,7 +456,7 @@ def print_table(results: dict[str, Any]) -> None:
     for header in ("run", "devices", "sent", "seconds", "deliveries/s", "CPU s/100k (all)", "clarion CPU s/100k",
                    "peak RSS MB"):
         table.add_column(header, justify="left" if header == "run" else "right")
-    for key in ("embedded", "scaled_1", "scaled_2"):
+    for key in ("embedded", "embedded_ios", "scaled_1", "scaled_2"):
         row = results.get(key)
         if row:
             table.add_row(key, f"{row['devices']:,}", f"{row['sent']:,}", f"{row['seconds']:.1f}",
@@ -471,7 +475,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100_000, help="devices in the broadcast")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--quick", action="store_true", help="tiny fan-out memory pair (the smoke test)")
-    parser.add_argument("--only", default="embedded,scaled,fanout", help="comma-separated parts to run")
+    parser.add_argument("--only", default="embedded,ios,scaled,fanout", help="comma-separated parts to run")
+    parser.add_argument("--ios-size", type=int, default=None,
+                        help="devices in the iOS-only embedded broadcast (Parse Server's; default 5000, quick 200)")
     parser.add_argument("--fanout", default=None, help="SMALL,LARGE devices for the fan-out memory pair")
     parser.add_argument("--mix", default=None, help="platform weights, e.g. ios=1,android=1,web=1 (the default)")
     parser.add_argument("--profile", action="store_true", help="run the embedded serve under pyinstrument")
@@ -480,9 +486,9 @@ def main() -> int:
     if args.fanout_child:
         print(json.dumps(asyncio.run(fan_out_child(args.fanout_child))))
         return 0
-    if args.mix:
-        global MIX
-        MIX = tuple((name, int(weight)) for name, weight in (part.split("=") for part in args.mix.split(",")))
+    mix = tuple((name, int(weight)) for name, weight in (part.split("=") for part in args.mix.split(","))) \
+        if args.mix else MIX
+    ios_size = args.ios_size or (200 if args.quick else 5_000)
     parts = set(args.only.split(","))
     small, large = (int(x) for x in (args.fanout or ("1000,20000" if args.quick else "10000,1000000")).split(","))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -490,7 +496,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="clarion-pipeline-") as tmp:
         work = Path(tmp)
         if "embedded" in parts:
-            results["embedded"] = embedded(args.size, work, args.out / "profile-embedded.txt" if args.profile else None)
+            results["embedded"] = embedded(args.size, work, args.out / "profile-embedded.txt" if args.profile else None,
+                                           mix)
+        if "ios" in parts:
+            results["embedded_ios"] = embedded(ios_size, work, None, IOS_ONLY)
         if "scaled" in parts:
             results.update(scaled(args.size, work, (1, 2)))
         if "fanout" in parts:

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = 240
+IOS_DEVICES = 120
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
 
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.timeout(60
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("pipeline-bench")
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "pipeline.py"), "--size", str(DEVICES), "--quick",
-                           "--fanout", "500,5000", "--out", str(out)],
+                           "--fanout", "500,5000", "--ios-size", str(IOS_DEVICES), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "end to end" in done.stdout  # the table was printed
@@ -37,6 +38,14 @@ def test_every_device_is_sent_and_measured(results: dict, key: str) -> None:
     assert row["peak_rss_mb"] > 10
     assert all(seconds >= 0 for seconds in row["cpu_seconds"].values())
     assert row["cpu_seconds"]["fake_apns"] > 0 and row["cpu_seconds"]["fake_webpush"] > 0
+
+
+def test_ios_only_broadcast_reaches_only_apns(results: dict) -> None:
+    """The iOS-only run (Parse Server's broadcast) sends its own device count, all through the fake APNs."""
+    row = results["embedded_ios"]
+    assert row["devices"] == IOS_DEVICES and row["sent"] == IOS_DEVICES, row["counts"]
+    assert row["mix"] == {"ios": 1}
+    assert row["cpu_seconds"]["fake_apns"] > 0
 
 
 def test_scaled_runs_count_every_worker(results: dict) -> None:

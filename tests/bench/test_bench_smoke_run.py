@@ -66,6 +66,18 @@ def test_ratios_are_computed_against_this_runs_ceiling(quick_run: QuickRun) -> N
     assert row["ratio"] == pytest.approx(row["per_second"] / ceiling)
 
 
+def test_mixed_broadcast_is_compared_with_the_clients_alone_for_the_same_mix(quick_run: QuickRun) -> None:
+    """The mixed end-to-end rate is divided by the weighted harmonic mean of the three clients' rates."""
+    _, results = quick_run
+    raw = results["raw"]
+    alone = 3 / sum(1 / raw[client]["sends_per_second"] for client in ("apns", "fcm", "webpush"))
+    row = next(row for row in results["rows"] if row["measurement"].startswith("end to end, embedded (`clarion"))
+    assert row["ratio_to"] == "clients alone, same mix"
+    assert row["ratio"] == pytest.approx(raw["pipeline"]["embedded"]["deliveries_per_second"] / alone)
+    ios = next(row for row in results["rows"] if "iOS only" in row["measurement"])
+    assert ios["ratio"] == pytest.approx(ios["per_second"] / raw["apns"]["sends_per_second"])
+
+
 def test_markdown_table_is_saved_next_to_the_json(tmp_path: Path) -> None:
     """Only the API section, run on its own: latest.md holds the table and both endpoints' latencies."""
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--sections", "6",
