@@ -23,20 +23,41 @@ class Recipient:
     locale: str | None  # the device's, else the user's
 
 
+class ContentFor:
+    """A notification's content per recipient. Without templates it depends only
+    on the locale, so it is rendered once per locale and shared (Content is
+    never changed after it is made)."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self._request = request
+        self._by_locale: dict[str | None, Content] | None = (
+            None if content.has_templates(request.get("content") or {}, request.get("localized")) else {})
+
+    def __call__(self, recipient: Recipient) -> Content:
+        """Raises content.TemplateRenderError when a template fails for this user."""
+        if self._by_locale is None:
+            return render_content(self._request, recipient)
+        rendered = self._by_locale.get(recipient.locale)
+        if rendered is None:
+            rendered = self._by_locale[recipient.locale] = render_content(self._request, recipient)
+        return rendered
+
+
 def build_push(
     request: dict[str, Any],
     notification_type: str,
     category: str | None,
     recipient: Recipient,
+    rendered: Content,
     expires: datetime,
     now: datetime,
 ) -> Push:
-    """Raises content.TemplateRenderError when a template fails for this user."""
+    """The Push for one recipient, with its content already rendered (`ContentFor`)."""
     keys = recipient.web_keys
     return Push(
         delivery_id=recipient.delivery_id,
         token=recipient.token,
-        content=render_content(request, recipient),
+        content=rendered,
         notification_type=notification_type,
         category=category,
         priority=request.get("priority") or "high",

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from clarion import constants as c
 from clarion import metrics
 from clarion.dispatch.fanout import jobs_for, spec_of
-from clarion.dispatch.payload import Recipient, build_push
+from clarion.dispatch.payload import ContentFor, Recipient, build_push
 from clarion.dispatch.providers import ProviderPool
 from clarion.domain.attempts import StatusUpdate, resolve
 from clarion.domain.retry import RetryPolicy
@@ -124,7 +124,7 @@ class Worker:
             return list((await conn.execute(_LOAD, {"pks": list(pks)})).all())
 
     def _sort(self, notification: sa.Row[Any], rows: list[sa.Row[Any]], now: datetime) -> Batch:
-        spec = spec_of(notification)
+        spec, content_for = spec_of(notification), ContentFor(notification.request)
         batch = Batch({}, [], [], {})
         for row in rows:
             _due, expires = delivery_window(spec, row.user_tz, row.device_tz)
@@ -137,7 +137,7 @@ class Worker:
             ):
                 batch.later.append((row.pk, row.platform, row.not_before))
             else:
-                self._prepare(notification, row, now, expires, batch)
+                self._prepare(notification, row, now, expires, batch, content_for)
         return batch
 
     def _precheck(self, row: sa.Row[Any], now: datetime, expires: datetime) -> StatusUpdate | None:
@@ -152,7 +152,8 @@ class Worker:
         return None
 
     def _prepare(
-        self, notification: sa.Row[Any], row: sa.Row[Any], now: datetime, expires: datetime, batch: Batch
+        self, notification: sa.Row[Any], row: sa.Row[Any], now: datetime, expires: datetime, batch: Batch,
+        content_for: ContentFor,
     ) -> None:
         try:
             token, keys = decrypt_device(self.box, row.platform, row.token_enc)
@@ -165,9 +166,8 @@ class Worker:
                 row.attributes or {},
                 row.device_locale or row.user_locale,
             )
-            push = build_push(
-                notification.request, notification.type, notification.category, recipient, expires, now
-            )
+            push = build_push(notification.request, notification.type, notification.category, recipient,
+                              content_for(recipient), expires, now)
         except Exception as exc:  # noqa: BLE001 - one bad device or template must not sink the batch
             log.warning("delivery %s cannot be built: %s", row.id, type(exc).__name__)
             batch.updates[row.pk] = StatusUpdate(

@@ -90,6 +90,11 @@ def validate_templates(content: Mapping[str, Any], localized: Mapping[str, Mappi
             raise ValueError(f"{where}: {exc}") from None
 
 
+def has_templates(content: Mapping[str, Any], localized: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """Whether any text would go through jinja (the same test `_render` makes)."""
+    return any("{" in source for _where, source in _template_sources(content, localized))
+
+
 def _check_template(source: str) -> None:
     if len(source) > MAX_TEMPLATE_CHARS:
         raise ValueError(f"template longer than {MAX_TEMPLATE_CHARS} characters")
