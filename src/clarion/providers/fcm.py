@@ -1,7 +1,7 @@
 """FCM HTTP v1, with an OAuth2 bearer from the app's service account.
 
 The bearer comes from the JWT-bearer grant (RFC 7523) against the service
-account's own `token_uri`, posted through our aiohttp session so that it uses
+account's own `token_uri`, posted through our own HTTP/1.1 pool so that it uses
 our TLS context (CLARION_CA_FILE) and never blocks the event loop; it is
 cached until five minutes before it expires and renewed on a 401.
 """
@@ -14,11 +14,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import SplitResult, urlencode, urlsplit
 
-import aiohttp
 import jwt
 
 from clarion.providers.base import Failed, Outcome, Platform, Push, Retry, Sent
+from clarion.providers.http1 import Http1Pool, resolve
 from clarion.providers.outcomes import Verdict, outcome_for, parse_retry_after, status_verdict
 from clarion.providers.payloads import dumps, fcm_message
 
@@ -40,6 +41,7 @@ SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 REFRESH_MARGIN_SECONDS = 300
 REQUEST_TIMEOUT_SECONDS = 30.0
 _REQUIRED_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def check_service_account(service_account: Mapping[str, Any]) -> None:
@@ -70,12 +72,12 @@ class AccessToken:
         self._lock = asyncio.Lock()
         self.fetched = 0
 
-    async def get(self, session: aiohttp.ClientSession) -> str:
+    async def get(self, pool: Http1Pool) -> str:
         """The bearer; raises _AuthFailure (Retry or Failed) if none can be had."""
         if self._token is None or self._clock() >= self._expires_at - REFRESH_MARGIN_SECONDS:
             async with self._lock:  # one fetch, however many sends are waiting
                 if self._token is None or self._clock() >= self._expires_at - REFRESH_MARGIN_SECONDS:
-                    await self._fetch(session)
+                    await self._fetch(pool)
         assert self._token is not None
         return self._token
 
@@ -83,14 +85,14 @@ class AccessToken:
         if self._token == stale:
             self._token = None
 
-    async def _fetch(self, session: aiohttp.ClientSession) -> None:
-        form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": self._assertion()}
+    async def _fetch(self, pool: Http1Pool) -> None:
+        form = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                          "assertion": self._assertion()}).encode()
         try:
-            async with session.post(self._account["token_uri"], data=form) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await pool.post(urlsplit(self._account["token_uri"]), _FORM, form)
+        except (OSError, ValueError) as exc:  # TimeoutError is an OSError; ValueError: an unusable token_uri
             raise _AuthFailure(Retry("oauth_unavailable", f"token endpoint: {exc!r}")) from exc
+        body, status = response.body, response.status
         if status != 200:
             verdict = V.RETRY if status == 429 or status >= 500 else V.CREDENTIALS
             raise _AuthFailure(outcome_for(verdict, "oauth_rejected", f"token endpoint {status}: {body[:200]!r}"))
@@ -117,52 +119,43 @@ class FCMClient:
         max_connections: int = 100, clock: Callable[[], float] = time.time,
     ) -> None:
         check_service_account(service_account)
-        self._url = f"{base_url.rstrip('/')}/v1/projects/{service_account['project_id']}/messages:send"
+        self._url = urlsplit(f"{base_url.rstrip('/')}/v1/projects/{service_account['project_id']}/messages:send")
         self._token = AccessToken(service_account, clock)
-        self._ssl, self._max_connections = ssl_context, max_connections
-        self._session: aiohttp.ClientSession | None = None
+        # FCM's host and token_uri are the operator's, not the users': the system resolver, no address checks.
+        self._pool = Http1Pool(ssl_context=ssl_context, resolve=resolve, max_per_origin=max_connections,
+                               timeout=REQUEST_TIMEOUT_SECONDS)
 
     @property
     def tokens_fetched(self) -> int:
         return self._token.fetched
 
     async def send(self, pushes: Sequence[Push]) -> list[Outcome]:
-        session = self._get_session()
-        return list(await asyncio.gather(*(self._send_one(session, push) for push in pushes)))
+        return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made here: aiohttp wants a running loop
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections)
-            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return self._session
-
-    async def _send_one(self, session: aiohttp.ClientSession, push: Push) -> Outcome:
+    async def _send_one(self, push: Push) -> Outcome:
         ttl = max(0, push.expires_at - int(time.time())) if push.expires_at is not None else push.ttl
         body = dumps(fcm_message(push, ttl))
         for attempt in range(2):  # a second go after renewing a rejected bearer
             try:
-                bearer = await self._token.get(session)
+                bearer = await self._token.get(self._pool)
             except _AuthFailure as exc:
                 return exc.outcome
-            verdict, outcome = await self._post(session, body, bearer)
+            verdict, outcome = await self._post(self._url, body, bearer)
             if verdict is not V.RENEW_AUTH or attempt == 1:
                 return outcome
             self._token.invalidate(bearer)
         raise AssertionError("unreachable")
 
-    async def _post(self, session: aiohttp.ClientSession, body: bytes, bearer: str) -> tuple[Verdict | None, Outcome]:
+    async def _post(self, url: SplitResult, body: bytes, bearer: str) -> tuple[Verdict | None, Outcome]:
         headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
         try:
-            async with session.post(self._url, data=body, headers=headers) as response:
-                answer, status = await response.read(), response.status
-                retry_after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await self._pool.post(url, headers, body)
+        except OSError as exc:  # connection, TLS, DNS, timeout (TimeoutError is an OSError)
             return V.RETRY, Retry("connection_error", repr(exc))
+        answer, status, retry_after = response.body, response.status, response.headers.get("retry-after")
         if status == 200:
             return None, Sent()
         reason, message, verdict = _verdict(status, answer)

@@ -3,10 +3,9 @@
 Endpoints are URLs chosen by browsers, i.e. by anyone who can register a
 device, so the client refuses to connect to loopback, private, link-local and
 other non-global addresses unless told otherwise (CLARION_ALLOW_LOCAL_ENDPOINTS).
-The check sits in the connector's resolver, so it applies to the very
-addresses aiohttp connects to (no window for DNS rebinding between a check
-and the connection); IP-literal hosts, which aiohttp never resolves, are
-checked before the request.
+The check sits in the resolver the HTTP/1.1 pool connects through, so it
+applies to the very addresses connected to (no window for DNS rebinding
+between a check and the connection), IP-literal hosts included.
 """
 
 from __future__ import annotations
@@ -16,20 +15,18 @@ import base64
 import hashlib
 import ipaddress
 import re
-import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import aiohttp
 import jwt
-from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clarion.providers.base import Failed, Outcome, Platform, Push, Retry, Sent
+from clarion.providers.http1 import Http1Pool, resolve
 from clarion.providers.outcomes import Verdict, outcome_for, parse_retry_after, status_verdict
 from clarion.providers.payloads import MAX_PAYLOAD_BYTES, WEBPUSH_OVERHEAD, webpush_payload
 from clarion.providers.webpush_encryption import encrypt as encrypt_message
@@ -101,21 +98,12 @@ def topic_header(collapse_key: str) -> str:
     return b64url(hashlib.sha256(collapse_key.encode()).digest())[:32]
 
 
-class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing names that resolve to any non-global address."""
-
-    def __init__(self) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
-                      ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if any(is_refused_address(result["host"]) for result in results):
-            raise EndpointRefused(f"{host} resolves to a local or private address")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
+async def resolve_global(host: str, port: int) -> list[str]:
+    """`resolve`, refusing a host with any non-global address (EndpointRefused)."""
+    addresses = await resolve(host, port)
+    if any(is_refused_address(address) for address in addresses):
+        raise EndpointRefused(f"{host} is or resolves to a local or private address")
+    return addresses
 
 
 class VapidSigner:
@@ -159,62 +147,46 @@ class WebPushClient:
 
     def __init__(
         self, *, vapid_private_key: str, subject: str, ssl_context: ssl.SSLContext,
-        allow_local_endpoints: bool = False, max_connections: int = 200, max_per_origin: int = 20,
-        clock: Callable[[], float] = time.time,
+        allow_local_endpoints: bool = False, max_per_origin: int = 20, clock: Callable[[], float] = time.time,
     ) -> None:
         self._signer = VapidSigner(load_vapid_key(vapid_private_key), subject, clock)
-        self._allow_local = allow_local_endpoints
-        self._ssl, self._limits = ssl_context, (max_connections, max_per_origin)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = Http1Pool(ssl_context=ssl_context, resolve=resolve if allow_local_endpoints else resolve_global,
+                               max_per_origin=max_per_origin, timeout=REQUEST_TIMEOUT_SECONDS)
 
     @property
     def vapid_tokens_signed(self) -> int:
         return self._signer.signed
 
     async def send(self, pushes: Sequence[Push]) -> list[Outcome]:
-        session = self._get_session()
-        return list(await asyncio.gather(*(self._send_one(session, push) for push in pushes)))
+        return list(await asyncio.gather(*(self._send_one(push) for push in pushes)))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:  # aiohttp pools connections per origin
-            total, per_origin = self._limits
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl, limit=total, limit_per_host=per_origin,
-                resolver=None if self._allow_local else GuardedResolver(),
-            )
-            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return self._session
-
-    async def _send_one(self, session: aiohttp.ClientSession, push: Push) -> Outcome:
+    async def _send_one(self, push: Push) -> Outcome:
         request = self._request(push)
         if isinstance(request, Failed):
             return request
+        url, headers, body = request
         try:
-            async with session.post(push.token, data=request[1], headers=request[0]) as response:
-                await response.read()
-                status, retry_after = response.status, response.headers.get("Retry-After")
-        except aiohttp.ClientConnectorDNSError as exc:
-            if isinstance(exc.os_error, EndpointRefused):
-                return Failed("endpoint_refused", str(exc.os_error))
+            response = await self._pool.post(url, headers, body)
+        except EndpointRefused as exc:
+            return Failed("endpoint_refused", str(exc))
+        except ValueError as exc:  # a URL the request line cannot carry: it never will
+            return Failed("endpoint_refused", str(exc), invalid_token=True)
+        except OSError as exc:  # connection, TLS, DNS, timeout (TimeoutError is an OSError)
             return Retry("connection_error", repr(exc))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return Retry("connection_error", repr(exc))
+        status = response.status
         if 200 <= status < 300:
             return Sent()
         verdict = WEBPUSH_STATUSES.get(status) or status_verdict(status)
-        return outcome_for(verdict, str(status), f"push service answered {status}", parse_retry_after(retry_after))
+        return outcome_for(verdict, str(status), f"push service answered {status}",
+                           parse_retry_after(response.headers.get("retry-after")))
 
-    def _request(self, push: Push) -> tuple[dict[str, str], bytes] | Failed:
+    def _request(self, push: Push) -> tuple[SplitResult, dict[str, str], bytes] | Failed:
         url = urlsplit(push.token)
         if url.scheme != "https" or not url.hostname:
             return Failed("endpoint_refused", "Web Push endpoints must be https:// URLs")
-        if not self._allow_local and _is_refused_literal(url.hostname):
-            return Failed("endpoint_refused", f"{url.hostname} is a local or private address")
         if push.web_keys is None:
             return Failed("missing_keys", "the subscription has no p256dh/auth keys", invalid_token=True)
         payload = webpush_payload(push)
@@ -235,15 +207,8 @@ class WebPushClient:
         }
         if push.collapse_key:
             headers["Topic"] = topic_header(push.collapse_key)
-        return headers, body
+        return url, headers, body
 
 
 def _ttl(push: Push) -> int:
     return max(0, push.expires_at - int(time.time())) if push.expires_at is not None else push.ttl
-
-
-def _is_refused_literal(host: str) -> bool:
-    try:
-        return is_refused_address(host.strip("[]"))
-    except ValueError:
-        return False  # a name: the resolver checks what it resolves to
