@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -83,8 +84,9 @@ def with_fake_cpu(fake: FakeHandle, measure: Callable[[], dict[str, Any]]) -> di
 
 # -- APNs ------------------------------------------------------------------------
 def apns_pushes(n: int) -> list[Push]:
+    """A token per push, as in a broadcast: the request path differs every time, like the real thing."""
     content = Content(title="Hello", body=BODY, sound="default")
-    return [Push(str(uuid.uuid4()), "ab" * 32, content) for _ in range(n)]
+    return [Push(str(uuid.uuid4()), secrets.token_hex(32), content) for _ in range(n)]
 
 
 async def bench_apns(info: dict[str, Any], n: int) -> dict[str, float]:

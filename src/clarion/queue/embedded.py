@@ -108,19 +108,20 @@ class EmbeddedBroker:
         busy = [q for q, n in per_queue.items() if n >= self.provider_limit]
         now = time.time()
         candidates = await self._ready(now, busy, list(running))
-        chosen = []
-        for pk, queue, body, available_at in candidates:
+        chosen: dict[int, tuple[str, float]] = {}
+        for pk, queue, available_at in candidates:
             platform = queue.split(".")[0]
             if per_queue[queue] >= self.provider_limit or per_platform[platform] >= self.platform_limit:
                 continue
             per_queue[queue] += 1
             per_platform[platform] += 1
-            chosen.append(Message(Job.decode(body, available_at), pk, {"queue": queue}))
+            chosen[pk] = (queue, available_at)
         return await self._lease(chosen, now)
 
     async def _ready(self, now: float, busy: list[str], held: list[int]) -> list[sa.Row]:  # type: ignore[type-arg]
+        # Bodies are read only for the jobs won (in _lease): a claim runs after every job, over many candidates.
         query = (
-            sa.select(queue_jobs.c.pk, queue_jobs.c.queue, queue_jobs.c.body, queue_jobs.c.available_at)
+            sa.select(queue_jobs.c.pk, queue_jobs.c.queue, queue_jobs.c.available_at)
             .where(queue_jobs.c.available_at <= now, _unleased(now))
             .order_by(queue_jobs.c.available_at, queue_jobs.c.pk)
             .limit(CLAIM_WINDOW)
@@ -132,19 +133,20 @@ class EmbeddedBroker:
         async with self.engine.connect() as conn:
             return list(await conn.execute(query))
 
-    async def _lease(self, chosen: list[Message], now: float) -> list[Message]:
+    async def _lease(self, chosen: dict[int, tuple[str, float]], now: float) -> list[Message]:
+        """Leases what is still unleased of `chosen` ({pk: (queue, available_at)}); those jobs, decoded."""
         if not chosen:
             return []
-        by_pk = {m.handle: m for m in chosen}
         statement = (
             queue_jobs.update()
-            .where(queue_jobs.c.pk.in_(list(by_pk)), _unleased(now))
+            .where(queue_jobs.c.pk.in_(list(chosen)), _unleased(now))
             .values(lease_until=now + self.lease_seconds)
-            .returning(queue_jobs.c.pk)
+            .returning(queue_jobs.c.pk, queue_jobs.c.body)
         )
         async with self.engine.begin() as conn:
-            won = [row.pk for row in await conn.execute(statement)]
-        return [by_pk[pk] for pk in won]
+            bodies = {pk: body for pk, body in await conn.execute(statement)}
+        return [Message(Job.decode(bodies[pk], available_at), pk, {"queue": queue})
+                for pk, (queue, available_at) in chosen.items() if pk in bodies]  # in the order chosen
 
     async def _release(self, pk: int, delay: float) -> None:
         async with self.engine.begin() as conn:
