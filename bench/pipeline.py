@@ -1,13 +1,14 @@
 """End to end through the fakes: sections 3, 4 and 5 of `make bench` (issue 7).
 
-    .venv/bin/python bench/pipeline.py --size 100000 --out DIR [--quick] [--only embedded,ios,scaled,fanout]
+    .venv/bin/python bench/pipeline.py --size 100000 --out DIR [--quick] [--only embedded,ios,ios_large,scaled,fanout]
 
 3 embedded: `clarion serve` (SQLite in a temp data dir) with fake APNs / FCM /
   Web Push each in its own process; N devices mixed across ios/android/web,
   seeded in-process through clarion's own store code before serve starts; timed
   from `POST /v1/notifications` (audience all) until no delivery is queued.
-  Also an iOS-only broadcast of --ios-size devices: the one Parse Server sends
-  in section 7, so the two compare like for like (`embedded_ios`).
+  Also iOS-only broadcasts: of --ios-size devices, the one Parse Server sends
+  in section 7, so the two compare like for like (`embedded_ios`); and of
+  --size devices, to set beside the APNs client alone (`embedded_ios_large`).
 4 scaled: the same on PostgreSQL (database `clarion_bench`) + RabbitMQ (vhost
   `clarion_bench` when rabbitmqctl can make it), `clarion api` + 1, then 2,
   `clarion worker` processes.
@@ -301,7 +302,7 @@ def measured(name: str, procs: list[Proc], fakes: Fakes, run: Any) -> dict[str, 
 
 # -- section 3: embedded -------------------------------------------------------------------
 def embedded(n: int, work: Path, profile: Path | None, mix: Mix = MIX) -> dict[str, Any]:
-    data_dir = work / f"embedded-{'-'.join(name for name, _ in mix)}"
+    data_dir = work / f"embedded-{'-'.join(name for name, _ in mix)}-{n}"
     with running_fakes(work) as (fakes, bundle):
         started = time.perf_counter()
         key = asyncio.run(seed(settings_for(data_dir), fakes, n, mix))
@@ -456,7 +457,7 @@ def print_table(results: dict[str, Any]) -> None:
     for header in ("run", "devices", "sent", "seconds", "deliveries/s", "CPU s/100k (all)", "clarion CPU s/100k",
                    "peak RSS MB"):
         table.add_column(header, justify="left" if header == "run" else "right")
-    for key in ("embedded", "embedded_ios", "scaled_1", "scaled_2"):
+    for key in ("embedded", "embedded_ios", "embedded_ios_large", "scaled_1", "scaled_2"):
         row = results.get(key)
         if row:
             table.add_row(key, f"{row['devices']:,}", f"{row['sent']:,}", f"{row['seconds']:.1f}",
@@ -475,7 +476,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100_000, help="devices in the broadcast")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--quick", action="store_true", help="tiny fan-out memory pair (the smoke test)")
-    parser.add_argument("--only", default="embedded,ios,scaled,fanout", help="comma-separated parts to run")
+    parser.add_argument("--only", default="embedded,ios,ios_large,scaled,fanout", help="comma-separated parts to run")
     parser.add_argument("--ios-size", type=int, default=None,
                         help="devices in the iOS-only embedded broadcast (Parse Server's; default 5000, quick 200)")
     parser.add_argument("--fanout", default=None, help="SMALL,LARGE devices for the fan-out memory pair")
@@ -500,6 +501,8 @@ def main() -> int:
                                            mix)
         if "ios" in parts:
             results["embedded_ios"] = embedded(ios_size, work, None, IOS_ONLY)
+        if "ios_large" in parts:
+            results["embedded_ios_large"] = embedded(args.size, work, None, IOS_ONLY)
         if "scaled" in parts:
             results.update(scaled(args.size, work, (1, 2)))
         if "fanout" in parts:

@@ -74,7 +74,7 @@ def test_mixed_broadcast_is_compared_with_the_clients_alone_for_the_same_mix(qui
     row = next(row for row in results["rows"] if row["measurement"].startswith("end to end, embedded (`clarion"))
     assert row["ratio_to"] == "clients alone, same mix"
     assert row["ratio"] == pytest.approx(raw["pipeline"]["embedded"]["deliveries_per_second"] / alone)
-    ios = next(row for row in results["rows"] if "iOS only" in row["measurement"])
+    ios = next(row for row in results["rows"] if row["measurement"] == "end to end, embedded, iOS only")
     assert ios["ratio"] == pytest.approx(ios["per_second"] / raw["apns"]["sends_per_second"])
 
 
