@@ -37,6 +37,10 @@ FANOUT_LEASE_SECONDS = 30.0
 # SIGKILLed holder's jobs come back within one lease.
 EMBEDDED_LEASE_SECONDS = 20.0
 EMBEDDED_POLL_SECONDS = 0.05
+# A job handed out this many times (each crash or failure mid-job costs one)
+# is a poison job: its deliveries go `dead` instead of killing workers forever.
+# The same limit as RabbitMQ's x-delivery-limit.
+EMBEDDED_CLAIM_LIMIT = 20
 
 # Concurrency: batches in flight per platform, and per app on one platform
 # (one provider connection set), so a slow provider stalls only itself.

@@ -3,7 +3,9 @@
 A worker claims a job by writing a lease; the commit that records the
 statuses of its deliveries also deletes it. A SIGKILL at any moment leaves
 either the job (its lease runs out and it is claimed again) or its statuses
-and no job: nothing is lost, and at most one batch is repeated.
+and no job: nothing is lost, and at most one batch is repeated. A job claimed
+more than `claim_limit` times is handed out marked poison, and the worker
+buries its deliveries as `dead` (as RabbitMQ's delivery limit does).
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ class EmbeddedBroker:
         lease_seconds: float = c.EMBEDDED_LEASE_SECONDS,
         platform_limit: int = c.PLATFORM_CONCURRENCY,
         provider_limit: int = c.PROVIDER_CONCURRENCY,
+        claim_limit: int = c.EMBEDDED_CLAIM_LIMIT,
     ) -> None:
         self.engine = engine
         self.lease_seconds = lease_seconds
+        self.claim_limit = claim_limit
         self.platform_limit = platform_limit
         self.provider_limit = provider_limit
         self._wake = asyncio.Event()
@@ -140,13 +144,18 @@ class EmbeddedBroker:
         statement = (
             queue_jobs.update()
             .where(queue_jobs.c.pk.in_(list(chosen)), _unleased(now))
-            .values(lease_until=now + self.lease_seconds)
-            .returning(queue_jobs.c.pk, queue_jobs.c.body)
+            .values(lease_until=now + self.lease_seconds, claims=queue_jobs.c.claims + 1)
+            .returning(queue_jobs.c.pk, queue_jobs.c.body, queue_jobs.c.claims)
         )
         async with self.engine.begin() as conn:
-            bodies = {pk: body for pk, body in await conn.execute(statement)}
-        return [Message(Job.decode(bodies[pk], available_at), pk, {"queue": queue})
-                for pk, (queue, available_at) in chosen.items() if pk in bodies]  # in the order chosen
+            won = {pk: (body, claims) for pk, body, claims in await conn.execute(statement)}
+        messages = []
+        for pk, (queue, available_at) in chosen.items():  # in the order chosen
+            if pk in won:
+                body, claims = won[pk]
+                extra = {"queue": queue, "poison": True} if claims > self.claim_limit else {"queue": queue}
+                messages.append(Message(Job.decode(body, available_at), pk, extra))
+        return messages
 
     async def _release(self, pk: int, delay: float) -> None:
         async with self.engine.begin() as conn:

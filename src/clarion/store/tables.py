@@ -225,5 +225,6 @@ queue_jobs = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Column("available_at", sa.Float, nullable=False),  # unix time
     sa.Column("lease_until", sa.Float),  # unix time; a dead holder's lease runs out
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),  # times handed out; see EMBEDDED_CLAIM_LIMIT
     sa.Index("ix_queue_jobs_ready", "queue", "available_at"),
 )
