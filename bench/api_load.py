@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ sys.path[:0] = [str(ROOT)]
 
 import httpx  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.server import wait_healthy  # noqa: E402
 
 ADMIN_TOKEN = "adm_bench-admin-token"
 SECRET_KEY = "11" * 32
@@ -107,7 +107,7 @@ def running_clarion(command: str, data_dir: Path, **extra: str) -> Iterator[Clar
                                    env=clarion_env(data_dir, port, **extra), stdout=out, stderr=subprocess.STDOUT)
     clarion = Clarion(f"http://127.0.0.1:{port}", process, log)
     try:
-        wait_healthy(clarion)
+        wait_healthy(clarion.url, process, log)
         yield clarion
     finally:
         process.terminate()
@@ -116,20 +116,6 @@ def running_clarion(command: str, data_dir: Path, **extra: str) -> Iterator[Clar
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def wait_healthy(clarion: Clarion, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if clarion.process.poll() is not None:
-            raise RuntimeError(f"clarion exited early:\n{clarion.log.read_text()}")
-        try:
-            if httpx.get(clarion.url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"clarion did not become healthy:\n{clarion.log.read_text()}")
 
 
 def create_app(url: str, name: str = "bench") -> dict[str, Any]:

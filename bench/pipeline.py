@@ -52,6 +52,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.fakes.process import FakeHandle, fake_in_subprocess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.server import wait_healthy  # noqa: E402
 
 from clarion.config import Settings  # noqa: E402
 from clarion.domain.vapid import new_vapid_keypair  # noqa: E402
@@ -122,7 +123,7 @@ def clarion(command: str, data_dir: Path, env: dict[str, str], prefix: list[str]
                                  env=clarion_env(data_dir, port, env), stdout=out, stderr=subprocess.STDOUT)
     proc = Proc(command, popen, f"http://127.0.0.1:{port}", log)
     try:
-        wait_healthy(proc)
+        wait_healthy(proc.url, popen, log, timeout=90, name=f"clarion {command}")
         yield proc
     finally:
         stop(popen)
@@ -137,20 +138,6 @@ def stop(popen: subprocess.Popen[bytes]) -> None:
             popen.wait(wait)
         except subprocess.TimeoutExpired:
             continue
-
-
-def wait_healthy(proc: Proc, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"clarion {proc.name} exited early:\n{proc.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(proc.url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"clarion {proc.name} did not become healthy:\n{proc.log.read_text()[-3000:]}")
 
 
 # -- the fakes ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def running_clarion(
         )
     handle = ClarionProcess(f"{scheme}://127.0.0.1:{port}", process, log)
     try:
-        _wait_healthy(handle, verify)
+        wait_healthy(handle.url, process, log, verify=verify)
         yield handle
     finally:
         if process.poll() is None:
@@ -64,15 +64,17 @@ def running_clarion(
                 handle.kill()
 
 
-def _wait_healthy(handle: ClarionProcess, verify: Any, timeout: float = 60) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, verify: Any = True,
+                 timeout: float = 60, name: str = "clarion") -> None:
+    """Until `url`/healthz answers 200; RuntimeError with the log's tail if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if handle.process.poll() is not None:
-            raise RuntimeError(f"clarion exited early:\n{handle.log.read_text()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(handle.url + "/healthz", timeout=1, verify=verify).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"clarion did not become healthy:\n{handle.log.read_text()}")
+    raise RuntimeError(f"{name} did not become healthy:\n{log.read_text()[-3000:]}")
